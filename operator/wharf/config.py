@@ -1,0 +1,81 @@
+"""The cluster admin's settings: read once at start-up (from WHARF_* environment variables, which the Helm
+chart sets from its values) and passed down as arguments. Nothing below the handlers reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RootUserPolicy(StrEnum):
+    """What to do with an image whose USER is root or non-numeric (S7)."""
+
+    RUN_AS_NON_ROOT = "run-as-non-root"  # run as `default_uid`, say so in status
+    REFUSE = "refuse"  # deploy nothing, a clear reason in status
+    USER_NAMESPACE = "user-namespace"  # hostUsers: false, where the cluster supports user namespaces
+
+
+class Routing(StrEnum):
+    """Which routing objects `routes` become (S11)."""
+
+    NONE = "none"
+    INGRESS = "ingress"
+    GATEWAY = "gateway"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: tuple[str, ...] = Field(default=(), description="Namespaces to watch; empty = all")
+    root_user_policy: RootUserPolicy = RootUserPolicy.RUN_AS_NON_ROOT
+    default_uid: int = Field(default=2000, ge=1, description="uid for images whose USER is root/non-numeric")
+    default_memory_mb: int = Field(default=1024, ge=1)
+    default_disk_mb: int = Field(default=1024, ge=1)
+    node_platform: str = "linux/amd64"
+    registry_insecure: tuple[str, ...] = Field(default=(), description="host[:port] reached over plain HTTP")
+    registry_allow: tuple[str, ...] = Field(
+        default=(), description="hosts or CIDRs allowed even though they resolve to private/loopback addresses"
+    )
+    registry_deny: tuple[str, ...] = Field(default=(), description="extra CIDRs never contacted")
+    registry_ca_bundle: str = Field(default="", description="PEM file of extra CAs trusted for registries")
+    routing: Routing = Routing.NONE
+    ingress_class: str = ""
+    gateway_name: str = ""
+    gateway_namespace: str = ""
+    metrics_port: int = 9090
+    log_level: str = "INFO"
+    log_format: str = "plain"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def items(name: str) -> tuple[str, ...]:
+            return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+        raw: dict[str, object] = {
+            "namespaces": items("WHARF_NAMESPACES"),
+            "registry_insecure": items("WHARF_REGISTRY_INSECURE"),
+            "registry_allow": items("WHARF_REGISTRY_ALLOW"),
+            "registry_deny": items("WHARF_REGISTRY_DENY"),
+        }
+        scalars = {
+            "root_user_policy": "WHARF_ROOT_USER_POLICY",
+            "default_uid": "WHARF_DEFAULT_UID",
+            "default_memory_mb": "WHARF_DEFAULT_MEMORY_MB",
+            "default_disk_mb": "WHARF_DEFAULT_DISK_MB",
+            "node_platform": "WHARF_NODE_PLATFORM",
+            "registry_ca_bundle": "WHARF_REGISTRY_CA_BUNDLE",
+            "routing": "WHARF_ROUTING",
+            "ingress_class": "WHARF_INGRESS_CLASS",
+            "gateway_name": "WHARF_GATEWAY_NAME",
+            "gateway_namespace": "WHARF_GATEWAY_NAMESPACE",
+            "metrics_port": "WHARF_METRICS_PORT",
+            "log_level": "WHARF_LOG_LEVEL",
+            "log_format": "WHARF_LOG_FORMAT",
+        }
+        raw.update({field: env[var] for field, var in scalars.items() if env.get(var)})
+        return cls.model_validate(raw)

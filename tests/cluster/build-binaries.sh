@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds every real binary the tests and the local run need, from Go modules on this machine, and caches them
+# outside the repo keyed by version. A binary already in the cache is not rebuilt.
+# Prints the bin directory on its last line.
+set -euo pipefail
+
+K8S_VERSION=v1.36.3   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (gobuild/go.mod)
+ETCD_VERSION=v3.6.8   # the etcd server the k8s.io/kubernetes module graph already pins (gobuild/go.mod)
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${WHARF_CACHE:-$HOME/.cache/wharf}
+bin="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
+mkdir -p "$bin"
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+k8s_ldflags="-s -w \
+ -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+ -X k8s.io/component-base/version.gitMajor=1 \
+ -X k8s.io/component-base/version.gitMinor=$minor \
+ -X k8s.io/component-base/version.gitTreeState=clean \
+ -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
+ -X k8s.io/client-go/pkg/version.gitMajor=1 \
+ -X k8s.io/client-go/pkg/version.gitMinor=$minor \
+ -X k8s.io/client-go/pkg/version.gitTreeState=clean"
+
+build_local() {  # name: a main under gobuild/cmd
+  local name=$1
+  [ -x "$bin/$name" ] && return 0
+  echo "building $name" >&2
+  (cd "$here/gobuild" && go build -trimpath -ldflags "$k8s_ldflags" -o "$bin/$name.tmp" "./cmd/$name")
+  mv "$bin/$name.tmp" "$bin/$name"
+}
+
+install_module() {  # name, module path@version: a main whose module needs no replace lines
+  local name=$1 pkg=$2
+  [ -x "$bin/$name" ] && return 0
+  echo "building $name from $pkg" >&2
+  local tmp; tmp=$(mktemp -d)
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "$pkg"
+  mv "$tmp/$name" "$bin/$name"
+  rmdir "$tmp"
+}
+
+build_local etcd
+build_local kube-apiserver
+build_local kube-controller-manager
+build_local kube-scheduler
+build_local kubectl
+install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+
+echo "$bin"
