@@ -1,0 +1,6 @@
+"""Shared pytest set-up: the harness fixtures are plugins so each part of the harness owns its own file."""
+
+pytest_plugins = [
+    "harness.fixtures_registry",
+    "harness.fixtures_cluster",
+]
