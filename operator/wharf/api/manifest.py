@@ -1,0 +1,223 @@
+"""One application entry of a CF `manifest.yml`, in CF's own spelling (S1).
+
+Keys keep CF's names (`disk_quota`, `health-check-type`, ...) as aliases so a CF user can paste an entry. Unknown
+keys are refused (the CRD schema refuses them too). Values are validated here as the CRD does, so an App read
+from the apiserver and an App built in a test obey the same rules.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from wharf.api.units import to_megabytes
+
+PROCESS_TYPE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+RESERVED_ENV_PREFIXES = ("VCAP_", "VMC_")
+RESERVED_ENV_KEYS = ("PORT",)
+MAX_TIMEOUT_SECONDS = 180  # CF's maximum start-up allowance
+
+
+class HealthCheckType(StrEnum):
+    PORT = "port"
+    PROCESS = "process"
+    NONE = "none"  # CF's old alias of process
+    HTTP = "http"
+
+
+class ReadinessCheckType(StrEnum):
+    PORT = "port"
+    PROCESS = "process"
+    HTTP = "http"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+ByteQuantity = Annotated[str, Field(max_length=32)]
+
+
+class ProcessSettings(_Strict):
+    """The keys a process type carries, at the top level (for web) and under `processes`."""
+
+    instances: int | None = Field(default=None, ge=0, le=1000)
+    memory: ByteQuantity | None = None
+    disk_quota: ByteQuantity | None = None
+    command: str | None = Field(default=None, max_length=4096)
+    health_check_type: HealthCheckType | None = Field(default=None, alias="health-check-type")
+    health_check_http_endpoint: str | None = Field(
+        default=None, alias="health-check-http-endpoint", pattern=r"^/", max_length=1024
+    )
+    health_check_invocation_timeout: int | None = Field(
+        default=None, alias="health-check-invocation-timeout", ge=1, le=MAX_TIMEOUT_SECONDS
+    )
+    health_check_interval: int | None = Field(default=None, alias="health-check-interval", ge=1, le=3600)
+    readiness_health_check_type: ReadinessCheckType | None = Field(
+        default=None, alias="readiness-health-check-type"
+    )
+    readiness_health_check_http_endpoint: str | None = Field(
+        default=None, alias="readiness-health-check-http-endpoint", pattern=r"^/", max_length=1024
+    )
+    readiness_health_check_invocation_timeout: int | None = Field(
+        default=None, alias="readiness-health-check-invocation-timeout", ge=1, le=MAX_TIMEOUT_SECONDS
+    )
+    readiness_health_check_interval: int | None = Field(
+        default=None, alias="readiness-health-check-interval", ge=1, le=3600
+    )
+    timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    log_rate_limit_per_second: str | None = Field(
+        default=None, alias="log-rate-limit-per-second", max_length=32
+    )
+
+    @field_validator("memory", "disk_quota")
+    @classmethod
+    def _cf_unit(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_megabytes(value)  # raises with a message that says what to write
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_needs_http(self) -> ProcessSettings:
+        # S10: CF refuses an endpoint with any type but http.
+        if self.health_check_http_endpoint is not None and self.health_check_type != HealthCheckType.HTTP:
+            raise ValueError(
+                "health-check-http-endpoint is only used with health-check-type: http; "
+                "set the type to http or remove the endpoint"
+            )
+        if (
+            self.readiness_health_check_http_endpoint is not None
+            and self.readiness_health_check_type != ReadinessCheckType.HTTP
+        ):
+            raise ValueError(
+                "readiness-health-check-http-endpoint is only used with readiness-health-check-type: http"
+            )
+        return self
+
+
+class Process(ProcessSettings):
+    type: str = Field(pattern=PROCESS_TYPE_PATTERN, max_length=40)
+
+
+class Route(_Strict):
+    route: str = Field(max_length=512, pattern=r"^[A-Za-z0-9*]([-A-Za-z0-9.*]*)(:[0-9]+)?(/.*)?$")
+    protocol: str | None = Field(default=None, pattern=r"^(http1|http2|tcp)$")
+
+    @property
+    def host(self) -> str:
+        return self.route.split("/", 1)[0].split(":", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return "/" + self.route.split("/", 1)[1] if "/" in self.route else "/"
+
+
+class Sidecar(_Strict):
+    name: str = Field(pattern=PROCESS_TYPE_PATTERN, max_length=40)
+    process_types: tuple[str, ...] = Field(min_length=1, max_length=16)
+    command: str = Field(min_length=1, max_length=4096)
+    memory: ByteQuantity | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _cf_unit(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_megabytes(value)
+        return value
+
+
+class Service(_Strict):
+    """A service binding: CF's `services` entry. The Secret of that name in the App's namespace holds the
+    credentials (wharf has no service broker)."""
+
+    name: str = Field(max_length=253)
+    binding_name: str | None = Field(default=None, max_length=253)
+    parameters: dict[str, str] = Field(default_factory=dict)
+
+
+class Docker(_Strict):
+    image: str | None = Field(default=None, max_length=1024)
+    username: str | None = Field(default=None, max_length=256)
+
+
+class Metadata(_Strict):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+EnvValue = str | int | float | bool
+
+
+class Manifest(ProcessSettings):
+    """One entry of `applications:` in a CF manifest."""
+
+    name: str | None = Field(default=None, max_length=253)
+    buildpack: str | None = Field(default=None, max_length=1024)  # S2: accepted, ignored, reported
+    buildpacks: tuple[str, ...] | None = Field(default=None, max_length=32)
+    stack: str | None = Field(default=None, max_length=256)
+    path: str | None = Field(default=None, max_length=4096)  # S2: meaningless for images
+    docker: Docker | None = None
+    env: dict[str, EnvValue] = Field(default_factory=dict, max_length=256)
+    routes: tuple[Route, ...] = Field(default=(), max_length=64)
+    no_route: bool = Field(default=False, alias="no-route")
+    random_route: bool = Field(default=False, alias="random-route")
+    default_route: bool = Field(default=False, alias="default-route")
+    processes: tuple[Process, ...] = Field(default=(), max_length=16)
+    sidecars: tuple[Sidecar, ...] = Field(default=(), max_length=16)
+    services: tuple[str | Service, ...] = Field(default=(), max_length=64)
+    metadata: Metadata | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved_env(cls, env: dict[str, EnvValue]) -> dict[str, EnvValue]:
+        # S9: CF refuses these keys; the platform owns them.
+        bad = sorted(k for k in env if k.startswith(RESERVED_ENV_PREFIXES) or k in RESERVED_ENV_KEYS)
+        if bad:
+            raise ValueError(
+                f"env keys {', '.join(bad)} are set by the platform: remove them "
+                "(keys starting VCAP_ or VMC_, and PORT, are reserved)"
+            )
+        return env
+
+    @field_validator("processes")
+    @classmethod
+    def _unique_types(cls, processes: tuple[Process, ...]) -> tuple[Process, ...]:
+        types = [p.type for p in processes]
+        duplicates = sorted({t for t in types if types.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"process types must be unique; repeated: {', '.join(duplicates)}")
+        return processes
+
+    @model_validator(mode="after")
+    def _routes_and_no_route(self) -> Manifest:
+        if self.no_route and self.routes:
+            raise ValueError("no-route: true and routes cannot both be given: remove one")
+        types = {"web", *(p.type for p in self.processes)}
+        for sidecar in self.sidecars:
+            unknown = sorted(set(sidecar.process_types) - types)
+            if unknown:
+                raise ValueError(f"sidecar {sidecar.name} names unknown process types: {', '.join(unknown)}")
+        return self
+
+    def ignored_keys(self) -> list[str]:
+        """Keys CF users may paste that mean nothing for an image app (S2), in manifest order."""
+        present = {
+            "buildpack": self.buildpack,
+            "buildpacks": self.buildpacks,
+            "stack": self.stack,
+            "path": self.path,
+        }
+        return [key for key, value in present.items() if value is not None]
+
+    def unenforced_keys(self) -> list[str]:
+        """Keys accepted for compatibility that Kubernetes cannot enforce."""
+        keys = []
+        if self.log_rate_limit_per_second is not None or any(
+            p.log_rate_limit_per_second is not None for p in self.processes
+        ):
+            keys.append("log-rate-limit-per-second")
+        if self.random_route:
+            keys.append("random-route")
+        return keys
