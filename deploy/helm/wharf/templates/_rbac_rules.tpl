@@ -1,0 +1,89 @@
+{{/*
+The operator's permissions, one rule per need, each with the reason it exists. Every rule here is used:
+the acceptance test removes any one of them and expects a failure. Keep it that way - add a rule only
+together with the code (and test) that needs it.
+
+Server-side apply: a PATCH of type apply that creates the object is authorized as `patch` AND `create`
+(kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply), so every kind the operator applies
+needs both. `update` is never used (wharf and kopf only patch).
+
+Objects the operator creates carry an ownerReference to their App, so the garbage collector deletes them with
+the App (S15); `delete` is there only for pruning what an App no longer asks for (a process type or a route
+removed from the manifest), which is also why those kinds need `list`.
+*/}}
+
+{{/* Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role per namespace. */}}
+{{- define "wharf.rbac.namespacedRules" -}}
+# The App resource itself. kopf lists and watches it, patches metadata (finalizer, last-handled-configuration
+# annotation) and the main resource's status.kopf progress; `get` for re-reads before patching.
+- apiGroups: [wharf.dev]
+  resources: [apps]
+  verbs: [get, list, watch, patch]
+# The App's conditions, observedGeneration and resolved image live in the status subresource.
+- apiGroups: [wharf.dev]
+  resources: [apps/status]
+  verbs: [patch]
+# One Deployment per process type (S4), server-side applied; watched for InstancesAvailable.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+# The web process's Service (S4), server-side applied; pruned when `web` goes away.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
+# `get`: the user-named Secret holding the registry password (S1: dockerUsername + a Secret key reference).
+# `create`/`patch`: the dockerconfigjson pull Secret the operator derives from it for the pods, applied.
+# Neither list nor watch: the operator reads only Secrets an App names, never browses them.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch]
+# Events on Apps: kopf's handler progress and wharf's own (ignored manifest keys S2, pull failures S14).
+# `patch` lets repeated events be counted instead of duplicated.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+# Pods, read-only: image pull failures and crash loops are reported within seconds (S14) from the
+# containers' waiting reasons, not after a Deployment's 10-minute progress deadline.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+{{- if eq .Values.routing.mode "ingress" }}
+# routing.mode=ingress: manifest routes become Ingresses (S11), applied and pruned.
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if eq .Values.routing.mode "gateway" }}
+# routing.mode=gateway: manifest routes become Gateway API HTTPRoutes (S11), applied and pruned.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+{{- if and .Values.peering.enabled .Values.watchNamespaces }}
+# peering.enabled with a namespace list: kopf keeps its keep-alive in a KopfPeering per watched namespace.
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end -}}
+
+{{/* Rules on cluster-scoped resources: always a ClusterRole. */}}
+{{- define "wharf.rbac.clusterRules" -}}
+# kopf discovers the App CRD at start-up and watches CRDs to notice it being (re)installed or removed.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- if .Values.watchNamespaces }}
+# A namespace list: kopf lists and watches namespaces to start watching one that is created after the
+# operator (without this it only logs a warning and misses it until restart). When watching all namespaces
+# kopf never reads namespaces, so the rule is absent there.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- else if .Values.peering.enabled }}
+# peering.enabled when watching all namespaces: kopf keeps its keep-alive in one ClusterKopfPeering.
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end -}}
