@@ -1,1 +1,6 @@
-"""wharf.render"""
+"""Pure renderers: (App, ImageFacts, Settings) -> the objects an App owns. No network, no globals."""
+
+from wharf.render.errors import RenderError
+from wharf.render.workload import Rendered, render
+
+__all__ = ["RenderError", "Rendered", "render"]

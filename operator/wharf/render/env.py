@@ -1,0 +1,100 @@
+"""The environment (S9): image ENV (left in the image: the runtime applies it first), then `manifest.env`, then what
+the platform sets, which wins: PORT, VCAP_APPLICATION, MEMORY_LIMIT, CF_INSTANCE_* (downward API), VCAP_SERVICES.
+
+CF variables with no Kubernetes equivalent: CF_INSTANCE_INDEX (Deployment pods have no ordinal), and in
+VCAP_APPLICATION organization_id/organization_name (no orgs), cf_api. See docs/manifest.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wharf.api.app import App
+from wharf.api.image import ImageFacts
+from wharf.api.manifest import EnvValue
+from wharf.render.names import services_secret_name
+from wharf.render.processes import ProcessPlan
+
+FILE_DESCRIPTORS = 16384  # CF's default fds limit, reported in VCAP_APPLICATION
+PLATFORM_KEYS = (
+    "MEMORY_LIMIT",
+    "CF_INSTANCE_GUID",
+    "CF_INSTANCE_IP",
+    "CF_INSTANCE_INTERNAL_IP",
+    "CF_INSTANCE_PORT",
+    "CF_INSTANCE_ADDR",
+    "CF_INSTANCE_PORTS",
+    "VCAP_SERVICES",
+)
+
+
+def _text(value: EnvValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as YAML wrote it, not Python's True
+    return str(value)
+
+
+def vcap_application(app: App, facts: ImageFacts, process: ProcessPlan, port: int, uris: list[str]) -> dict[str, Any]:
+    """CF's VCAP_APPLICATION shape. `$(CF_INSTANCE_GUID)` is expanded by the kubelet per pod."""
+    return {
+        "application_id": app.uid,
+        "application_name": app.app_name,
+        "name": app.app_name,
+        "application_uris": uris,
+        "uris": uris,
+        "application_version": facts.digest,
+        "version": facts.digest,
+        "space_name": app.namespace,
+        "space_id": app.namespace,
+        "process_type": process.type,
+        "process_id": f"{app.uid}-{process.type}",
+        "limits": {"mem": process.memory_mb, "disk": process.disk_mb, "fds": FILE_DESCRIPTORS},
+        "instance_id": "$(CF_INSTANCE_GUID)",
+        "host": "0.0.0.0",
+        "port": port,
+    }
+
+
+def _field(path: str) -> dict[str, Any]:
+    return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def container_env(
+    app: App,
+    facts: ImageFacts,
+    process: ProcessPlan,
+    port: int,
+    listed_ports: tuple[int, ...],
+    uris: list[str],
+    *,
+    has_services: bool,
+) -> list[dict[str, Any]]:
+    user = [
+        {"name": key, "value": _text(value)} for key, value in app.spec.manifest.env.items() if key not in PLATFORM_KEYS
+    ]
+    platform: list[dict[str, Any]] = [
+        {"name": "PORT", "value": str(port)},
+        {"name": "MEMORY_LIMIT", "value": f"{process.memory_mb}m"},
+        {"name": "CF_INSTANCE_GUID", **_field("metadata.uid")},
+        {"name": "CF_INSTANCE_IP", **_field("status.hostIP")},
+        {"name": "CF_INSTANCE_INTERNAL_IP", **_field("status.podIP")},
+        {"name": "CF_INSTANCE_PORT", "value": str(port)},
+        {"name": "CF_INSTANCE_ADDR", "value": f"$(CF_INSTANCE_INTERNAL_IP):{port}"},
+        {
+            "name": "CF_INSTANCE_PORTS",
+            "value": json.dumps([{"internal": p, "external": p} for p in listed_ports], separators=(",", ":")),
+        },
+        {
+            "name": "VCAP_APPLICATION",
+            "value": json.dumps(vcap_application(app, facts, process, port, uris), separators=(",", ":")),
+        },
+    ]
+    if has_services:
+        platform.append(
+            {
+                "name": "VCAP_SERVICES",
+                "valueFrom": {"secretKeyRef": {"name": services_secret_name(app), "key": "VCAP_SERVICES"}},
+            }
+        )
+    return user + platform

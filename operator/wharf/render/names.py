@@ -1,0 +1,62 @@
+"""Names and labels of the objects an App owns. One place, so renderers, handlers and tests agree."""
+
+from __future__ import annotations
+
+from wharf.api.app import App
+
+MANAGED_BY = "wharf"
+APP_LABEL = "wharf.dev/app"
+PROCESS_LABEL = "wharf.dev/process-type"
+RESTARTED_AT_ANNOTATION = "wharf.dev/restartedAt"
+DIGEST_ANNOTATION = "wharf.dev/image-digest"
+FIELD_MANAGER = "wharf"
+
+
+def deployment_name(app: App, process_type: str) -> str:
+    return f"{app.name}-{process_type}"
+
+
+def service_name(app: App) -> str:
+    return app.name
+
+
+def pull_secret_name(app: App) -> str:
+    return f"{app.name}-registry"
+
+
+def services_secret_name(app: App) -> str:
+    return f"{app.name}-vcap-services"
+
+
+def selector(app: App, process_type: str) -> dict[str, str]:
+    """The immutable Deployment selector: stable across every App change."""
+    return {APP_LABEL: app.name, PROCESS_LABEL: process_type}
+
+
+def labels(app: App, process_type: str | None = None) -> dict[str, str]:
+    user = dict(app.spec.manifest.metadata.labels) if app.spec.manifest.metadata else {}
+    ours = {
+        "app.kubernetes.io/name": app.app_name[:63],
+        "app.kubernetes.io/instance": app.name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        APP_LABEL: app.name,
+    }
+    if process_type is not None:
+        ours[PROCESS_LABEL] = process_type
+    return {**user, **ours}  # ours win: selectors and ownership must not be overridden by manifest metadata
+
+
+def user_annotations(app: App) -> dict[str, str]:
+    return dict(app.spec.manifest.metadata.annotations) if app.spec.manifest.metadata else {}
+
+
+def owner_reference(app: App) -> dict[str, object]:
+    """Deleting the App deletes everything it created (S15), by the garbage collector."""
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "name": app.name,
+        "uid": app.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

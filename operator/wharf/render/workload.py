@@ -1,0 +1,295 @@
+"""App + image facts + admin settings -> every object the App owns (S4-S11). Pure: no I/O, no globals."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wharf.api.app import App
+from wharf.api.conditions import Reason
+from wharf.api.image import ImageFacts
+from wharf.api.manifest import Service as ServiceBinding
+from wharf.api.units import to_megabytes
+from wharf.config import Routing, Settings
+from wharf.render import names
+from wharf.render.env import container_env
+from wharf.render.errors import RenderError
+from wharf.render.ports import Ports, choose
+from wharf.render.probes import probes
+from wharf.render.processes import WEB, ProcessPlan, plan
+from wharf.render.security import RunAs, container_security_context, decide_user, pod_security_context
+
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key docker and the kubelet use for Docker Hub
+REVISION_HISTORY = 3
+MAIN_CONTAINER = "app"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    objects: list[dict[str, Any]]  # in apply order: secrets, deployments, service, routing
+    ports: Ports
+    run_as: RunAs
+    processes: list[ProcessPlan]
+    routes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _meta(app: App, name: str, process_type: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": app.namespace,
+        "labels": names.labels(app, process_type),
+        "ownerReferences": [names.owner_reference(app)],
+    }
+    if names.user_annotations(app):
+        meta["annotations"] = names.user_annotations(app)
+    return meta
+
+
+def _start_command(process: ProcessPlan, facts: ImageFacts) -> dict[str, Any]:
+    """S5: `sh -c COMMAND` replaces ENTRYPOINT and CMD; no command runs the image's own."""
+    if process.command:
+        return {"command": ["sh", "-c", process.command]}
+    if not facts.entrypoint and not facts.cmd:
+        raise RenderError(
+            Reason.NO_START_COMMAND,
+            f"No start command found or specified for process {process.type}: the image has neither ENTRYPOINT "
+            "nor CMD; set `command` in the manifest",
+        )
+    return {}
+
+
+def _resources(memory_mb: int, disk_mb: int | None) -> dict[str, Any]:
+    amounts = {"memory": f"{memory_mb}Mi"}
+    if disk_mb is not None:
+        amounts["ephemeral-storage"] = f"{disk_mb}Mi"
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _containers(
+    app: App, facts: ImageFacts, process: ProcessPlan, ports: Ports, uris: list[str], has_services: bool
+) -> list[dict[str, Any]]:
+    sidecar_memory = sum(to_megabytes(s.memory) for s in process.sidecars if s.memory)
+    if sidecar_memory >= process.memory_mb:
+        raise RenderError(
+            Reason.INVALID_SPEC,
+            f"sidecars of process {process.type} ask for {sidecar_memory}M, which leaves nothing of the process's "
+            f"{process.memory_mb}M: raise the process memory or lower the sidecars'",
+        )
+    main: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": facts.pinned,
+        "imagePullPolicy": "IfNotPresent",  # a digest never changes
+        **_start_command(process, facts),
+        "workingDir": facts.workdir or "/",
+        "ports": [{"name": f"p{port}", "containerPort": port, "protocol": "TCP"} for port in ports.listed],
+        "env": container_env(app, facts, process, ports.routed, ports.listed, uris, has_services=has_services),
+        "resources": _resources(process.memory_mb - sidecar_memory, process.disk_mb),
+        "securityContext": container_security_context(),
+        **probes(process, ports.routed),
+    }
+    sidecars = [
+        {
+            "name": f"sidecar-{sidecar.name}",
+            "image": facts.pinned,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", sidecar.command],
+            "workingDir": facts.workdir or "/",
+            "env": [e for e in main["env"] if e["name"] != "VCAP_SERVICES"]
+            + ([e for e in main["env"] if e["name"] == "VCAP_SERVICES"]),
+            "securityContext": container_security_context(),
+            **({"resources": _resources(to_megabytes(sidecar.memory), None)} if sidecar.memory else {}),
+        }
+        for sidecar in process.sidecars
+    ]
+    return [main, *sidecars]
+
+
+def deployment(
+    app: App,
+    facts: ImageFacts,
+    process: ProcessPlan,
+    ports: Ports,
+    run_as: RunAs,
+    uris: list[str],
+    pull_secrets: list[str],
+    has_services: bool,
+) -> dict[str, Any]:
+    template_annotations = {names.DIGEST_ANNOTATION: facts.digest}
+    if app.spec.restarted_at:
+        # S15 restart: a new value rolls the pods; the digest stays the same.
+        template_annotations[names.RESTARTED_AT_ANNOTATION] = app.spec.restarted_at
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # CF apps get no docker-link variables
+        "securityContext": pod_security_context(run_as, min(ports.listed)),
+        "containers": _containers(app, facts, process, ports, uris, has_services),
+        # CF's graceful stop: 10 seconds between TERM and KILL.
+        "terminationGracePeriodSeconds": 10,
+    }
+    if run_as.user_namespace:
+        pod_spec["hostUsers"] = False
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(app, names.deployment_name(app, process.type), process.type),
+        "spec": {
+            "replicas": process.replicas,
+            "revisionHistoryLimit": REVISION_HISTORY,
+            "selector": {"matchLabels": names.selector(app, process.type)},
+            # S15: new instances come up healthy before old ones go, one at a time (CF's max_in_flight 1).
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": names.labels(app, process.type), "annotations": template_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(app: App, ports: Ports) -> dict[str, Any]:
+    """S6: the web Service's port is the routed port."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(app, names.service_name(app), WEB),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector(app, WEB),
+            "ports": [{"name": "http", "port": ports.routed, "targetPort": ports.routed, "protocol": "TCP"}],
+        },
+    }
+
+
+def registry_host(reference: str) -> str:
+    """The registry part of a normalized reference (`docker.io/library/nginx:1` -> `docker.io`)."""
+    return reference.split("/", 1)[0]
+
+
+def pull_secret(app: App, facts: ImageFacts, username: str, password: str) -> dict[str, Any]:
+    """The App's registry credentials as the kubelet reads them (kubernetes.io/dockerconfigjson)."""
+    host = registry_host(facts.reference)
+    key = DOCKER_HUB_AUTH_KEY if host == "docker.io" else host
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config = {"auths": {key: {"username": username, "password": password, "auth": auth}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(app, names.pull_secret_name(app)),
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json.dumps(config)},
+    }
+
+
+def vcap_services(app: App, credentials: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """VCAP_SERVICES from the Secrets the App binds, grouped as CF does (user-provided services)."""
+    entries: list[dict[str, Any]] = []
+    for binding in app.spec.manifest.services:
+        bound = binding if isinstance(binding, ServiceBinding) else ServiceBinding(name=binding)
+        entries.append(
+            {
+                "name": bound.binding_name or bound.name,
+                "instance_name": bound.name,
+                "binding_name": bound.binding_name,
+                "label": "user-provided",
+                "tags": [],
+                "credentials": dict(credentials.get(bound.name, {})),
+            }
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(app, names.services_secret_name(app)),
+        "type": "Opaque",
+        "stringData": {"VCAP_SERVICES": json.dumps({"user-provided": entries})},
+    }
+
+
+def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
+    """S11: routes to the web Service, as the admin enabled (Ingress or Gateway API HTTPRoute)."""
+    manifest = app.spec.manifest
+    if manifest.no_route or not manifest.routes or settings.routing is Routing.NONE:
+        return []
+    backend = {"name": names.service_name(app), "port": ports.routed}
+    if settings.routing is Routing.INGRESS:
+        spec: dict[str, Any] = {
+            "rules": [
+                {
+                    "host": route.host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": route.path,
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": backend["name"], "port": {"number": ports.routed}}},
+                            }
+                        ]
+                    },
+                }
+                for route in manifest.routes
+            ]
+        }
+        if settings.ingress_class:
+            spec["ingressClassName"] = settings.ingress_class
+        return [
+            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": _meta(app, app.name), "spec": spec}
+        ]
+    parent: dict[str, Any] = {"name": settings.gateway_name}
+    if settings.gateway_namespace:
+        parent["namespace"] = settings.gateway_namespace
+    return [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": _meta(app, app.name),
+            "spec": {
+                "parentRefs": [parent],
+                "hostnames": sorted({route.host for route in manifest.routes}),
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
+                        "backendRefs": [backend],
+                    }
+                    for route in manifest.routes
+                ],
+            },
+        }
+    ]
+
+
+def render(
+    app: App,
+    facts: ImageFacts,
+    settings: Settings,
+    *,
+    registry_password: str | None = None,
+    service_credentials: Mapping[str, Mapping[str, str]] | None = None,
+) -> Rendered:
+    """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user)."""
+    ports = choose(app, facts)
+    run_as = decide_user(facts, settings)
+    processes = plan(app, settings)
+    uris = [] if app.spec.manifest.no_route else [route.route for route in app.spec.manifest.routes]
+    objects: list[dict[str, Any]] = []
+    pull_secrets = [ref.name for ref in app.spec.image_pull_secrets]
+    if app.spec.username and registry_password is not None:
+        objects.append(pull_secret(app, facts, app.spec.username, registry_password))
+        pull_secrets.insert(0, names.pull_secret_name(app))
+    has_services = bool(app.spec.manifest.services)
+    if has_services:
+        objects.append(vcap_services(app, service_credentials or {}))
+    objects.extend(
+        deployment(app, facts, process, ports, run_as, uris, pull_secrets, has_services) for process in processes
+    )
+    objects.append(service(app, ports))
+    objects.extend(routing(app, ports, settings))
+    warnings = [f"{key} is ignored for image apps" for key in app.spec.manifest.ignored_keys()]
+    warnings += [f"{key} is accepted but not enforced on Kubernetes" for key in app.spec.manifest.unenforced_keys()]
+    if app.spec.manifest.routes and settings.routing is Routing.NONE and not app.spec.manifest.no_route:
+        warnings.append("routes are not routed: the cluster admin has not enabled Ingress or Gateway routing")
+    return Rendered(objects=objects, ports=ports, run_as=run_as, processes=processes, routes=uris, warnings=warnings)
