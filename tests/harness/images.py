@@ -198,9 +198,6 @@ class _Layout:
 
 
 # -- skopeo ------------------------------------------------------------------------------------------------
-_DEFAULT = object()
-
-
 def _skopeo_home() -> Path:
     """Hermetic skopeo settings: accept-anything policy, empty auth file and registries.conf, so neither the
     machine's /etc/containers nor a developer's ~/.docker/config.json changes what a test sees."""
@@ -229,7 +226,7 @@ def skopeo_flags(
     registry: RegistryServer,
     prefix: Literal["", "src-", "dest-"] = "",
     *,
-    creds: tuple[str, str] | None | object = _DEFAULT,
+    creds: tuple[str, str] | Literal["default"] | None = "default",
     trust_ca: bool = True,
 ) -> list[str]:
     """skopeo options to reach `registry`: TLS verification (or not for plain HTTP) and credentials.
@@ -242,12 +239,11 @@ def skopeo_flags(
         flags.append(f"--{prefix}tls-verify=true")
         if trust_ca and registry.cert_dir is not None:
             flags.append(f"--{prefix}cert-dir={registry.cert_dir}")
-    if creds is _DEFAULT:
-        creds = (registry.username, registry.password) if registry.username else None
+    if isinstance(creds, str):  # "default"
+        creds = (registry.username, registry.password) if registry.username and registry.password else None
     if creds is None:
         flags.append(f"--{prefix}no-creds")
     else:
-        assert isinstance(creds, tuple)
         flags.append(f"--{prefix}creds={creds[0]}:{creds[1]}")
     return flags
 

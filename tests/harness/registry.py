@@ -41,10 +41,10 @@ BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 # The fixed test account (the password is only ever a test value).
 TEST_USERNAME = "wharf-tester"
-TEST_PASSWORD = "s3cret-Pa55word"  # noqa: S105
+TEST_PASSWORD = "s3cret-Pa55word"
 # A second valid account the token service limits to `limited/...` repositories (for "denied" tests).
 LIMITED_USERNAME = "limited-tester"
-LIMITED_PASSWORD = "limited-Pa55word"  # noqa: S105
+LIMITED_PASSWORD = "limited-Pa55word"
 
 _LIVE: set[RegistryServer] = set()
 
@@ -177,7 +177,8 @@ class RegistryServer:
             "http": http,
         }
         if self.mode == "basic":
-            assert self.username is not None and self.password is not None
+            assert self.username is not None
+            assert self.password is not None
             # written before start: a missing htpasswd file makes distribution invent a random user
             htpasswd = self.workdir / "htpasswd"
             htpasswd.write_text(
@@ -186,7 +187,8 @@ class RegistryServer:
             )
             config["auth"] = {"htpasswd": {"realm": "wharf-test-registry", "path": str(htpasswd)}}
         elif self.mode == "token":
-            assert self.token_server is not None and self.ca is not None
+            assert self.token_server is not None
+            assert self.ca is not None
             config["auth"] = {
                 "token": {
                     "realm": self.token_server.realm,
@@ -222,6 +224,8 @@ class RegistryServer:
     _started_once = False
 
     def _spawn_and_wait(self, timeout: float) -> None:
+        if not Path(BINARY).exists():  # fail loudly: a missing binary must never turn into skipped tests
+            raise RegistryError(f"{BINARY} missing: apt-get install $(cat tests/harness/apt-packages.txt)")
         config = self._write_config()
         # REGISTRY_* variables override the config file in distribution; never let the caller's leak in
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
