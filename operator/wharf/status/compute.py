@@ -1,0 +1,186 @@
+"""The App's status from what happened in one reconcile: pure, so every rule is unit-tested (S2, S6, S13, S14).
+
+Ready is the summary `kubectl wait`, Argo CD and Flux read. Reconciling/Stalled follow kstatus: Reconciling while
+the asked-for generation is not yet realized, Stalled when only a change by someone can help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wharf.api.app import BUILDPACK_UNKNOWN, App, AppStatus, ProcessStatus, ResolvedImage, State
+from wharf.api.conditions import Condition, ConditionType, Reason
+from wharf.render.workload import Rendered
+from wharf.status.conditions import merge
+from wharf.status.pulls import ContainerProblem
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The outcome of asking the registry (or of not needing to)."""
+
+    image: ResolvedImage | None  # what the workload runs: fresh, or the last good one kept
+    error_reason: Reason | None = None
+    error_message: str = ""
+    transient: bool = False  # an outage or rate limit: retried, heals by itself
+
+    @property
+    def failed(self) -> bool:
+        return self.error_reason is not None
+
+
+@dataclass(frozen=True)
+class ProcessObservation:
+    type: str
+    desired: int
+    ready: int
+    available: int
+    updated: int
+    rolled_out: bool  # the Deployment controller has seen our spec and finished rolling
+
+
+@dataclass(frozen=True)
+class Observation:
+    processes: list[ProcessObservation] = field(default_factory=list)
+    problems: list[ContainerProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The App cannot be deployed as asked (invalid spec, no start command, refused user)."""
+
+    reason: Reason
+    message: str
+
+
+def _c(type_: ConditionType, ok: bool | None, reason: Reason, message: str, generation: int) -> Condition:
+    status = "Unknown" if ok is None else ("True" if ok else "False")
+    return Condition(
+        type=type_.value, status=status, reason=reason.value, message=message, observed_generation=generation
+    )
+
+
+def _image_condition(resolution: Resolution | None, generation: int) -> Condition:
+    if resolution is None:
+        return _c(ConditionType.IMAGE_RESOLVED, None, Reason.PENDING, "not resolved yet", generation)
+    if resolution.failed:
+        assert resolution.error_reason is not None
+        kept = f"; still running the last good digest {resolution.image.digest}" if resolution.image else ""
+        return _c(
+            ConditionType.IMAGE_RESOLVED, False, resolution.error_reason, resolution.error_message + kept, generation
+        )
+    assert resolution.image is not None
+    return _c(
+        ConditionType.IMAGE_RESOLVED,
+        True,
+        Reason.RESOLVED,
+        f"{resolution.image.reference} is {resolution.image.digest}",
+        generation,
+    )
+
+
+def compute(
+    app: App,
+    previous: AppStatus,
+    *,
+    now: str,
+    resolution: Resolution | None,
+    rendered: Rendered | None,
+    blocked: Blocked | None,
+    observation: Observation | None,
+) -> AppStatus:
+    gen = app.generation
+    image = resolution.image if resolution else previous.image
+    problems = observation.problems if observation else []
+    processes = observation.processes if observation else []
+    desired = sum(p.desired for p in processes)
+    available = sum(p.available for p in processes)
+    rolled_out = bool(processes) and all(p.rolled_out for p in processes)
+    all_available = rolled_out and all(p.available >= p.desired and p.updated >= p.desired for p in processes)
+
+    ready: tuple[bool | None, Reason, str]
+    stalled: tuple[bool, Reason, str] = (False, Reason.NONE, "")
+    reconciling: tuple[bool, Reason, str] = (False, Reason.NONE, "")
+    pull = next((p for p in problems if p.is_pull_failure), None)
+    crash = next((p for p in problems if not p.is_pull_failure), None)
+
+    if blocked is not None:
+        ready = (False, blocked.reason, blocked.message)
+        stalled = (True, blocked.reason, blocked.message)
+    elif resolution is not None and resolution.failed and (resolution.image is None or rendered is None):
+        assert resolution.error_reason is not None
+        message = resolution.error_message + ("; nothing was deployed" if not processes else "")
+        ready = (False, resolution.error_reason, message)
+        if resolution.transient:
+            reconciling = (True, resolution.error_reason, "retrying: " + resolution.error_message)
+        else:
+            stalled = (True, resolution.error_reason, resolution.error_message)
+    elif pull is not None:
+        ready = (False, pull.reason, pull.describe())
+        reconciling = (True, pull.reason, "instances cannot pull the image; retried by the kubelet")
+    elif resolution is not None and resolution.failed:
+        # A restage or image change waits for the registry; the running instances keep serving (S14).
+        assert resolution.error_reason is not None
+        message = f"{resolution.error_message}; {available}/{desired} instances keep serving the last good image"
+        ready = (False, resolution.error_reason, message)
+        reconciling = (True, resolution.error_reason, "waiting for the registry: " + resolution.error_message)
+    elif crash is not None:
+        ready = (False, crash.reason, crash.describe())
+        reconciling = (True, crash.reason, "instances are crashing")
+    elif observation is None:
+        ready = (None, Reason.PENDING, "not reconciled yet")
+        reconciling = (True, Reason.PENDING, "not reconciled yet")
+    elif app.spec.state is State.STOPPED and all_available:
+        ready = (True, Reason.STOPPED, "stopped: no instances run (state STOPPED)")
+    elif all_available:
+        ready = (True, Reason.RUNNING, f"{available}/{desired} instances running")
+    else:
+        message = f"{available}/{desired} instances available; rolling out"
+        ready = (False, Reason.STARTING, message)
+        reconciling = (True, Reason.STARTING, message)
+
+    if not processes:
+        instances_ok: bool | None = None if blocked is None and not (resolution and resolution.failed) else False
+        instances_msg = "no instances deployed"
+    else:
+        instances_ok = all_available
+        instances_msg = f"{available}/{desired} instances available"
+    warnings = rendered.warnings if rendered else previous.warnings
+    conditions = [
+        _c(ConditionType.READY, ready[0], ready[1], ready[2], gen),
+        _image_condition(resolution, gen),
+        _c(
+            ConditionType.INSTANCES_AVAILABLE,
+            instances_ok,
+            Reason.RUNNING if instances_ok else Reason.STARTING,
+            instances_msg,
+            gen,
+        ),
+        _c(ConditionType.RECONCILING, reconciling[0], reconciling[1], reconciling[2], gen),
+        _c(ConditionType.STALLED, stalled[0], stalled[1], stalled[2], gen),
+        _c(
+            ConditionType.MANIFEST_WARNINGS,
+            bool(warnings),
+            Reason.IGNORED_KEYS if warnings else Reason.NONE,
+            "; ".join(warnings),
+            gen,
+        ),
+    ]
+    web = next((p for p in processes if p.type == "web"), None)
+    return AppStatus(
+        observed_generation=gen,
+        conditions=merge(previous.conditions, conditions, now),
+        buildpack=BUILDPACK_UNKNOWN,
+        image=image,
+        port=rendered.ports.routed if rendered else previous.port,
+        ports=list(rendered.ports.listed) if rendered else previous.ports,
+        run_as_user=rendered.run_as.uid if rendered else previous.run_as_user,
+        instances=f"{web.ready}/{web.desired}" if web else previous.instances,
+        ready_instances=web.ready if web else previous.ready_instances,
+        processes=[
+            ProcessStatus(type=p.type, desired=p.desired, ready=p.ready, available=p.available) for p in processes
+        ]
+        or previous.processes,
+        routes=rendered.routes if rendered else previous.routes,
+        warnings=warnings,
+    )
