@@ -1,0 +1,169 @@
+"""The Argo CD health check for App (deploy/argocd/health.lua), run by the real Lua interpreter.
+
+Argo CD hands the script the live object as the global `obj` (JSON decoded into Lua tables) and reads the
+returned `{status, message}`. The harness below does the same with a Lua table literal built from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "deploy" / "argocd" / "health.lua"
+GITOPS_DOC = REPO / "docs" / "gitops.md"
+LUA = shutil.which("lua5.4")  # Debian package lua5.4 (deploy/apt-packages.txt)
+
+_LUA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def lua_literal(value: Any) -> str:
+    """A Lua table literal for a JSON value, as Argo CD's JSON -> Lua conversion sees it (arrays 1-based,
+    null -> nil)."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"JSON has no {value}")
+        return repr(value)
+    if isinstance(value, str):
+        # json.dumps escapes quotes, backslashes and control characters as \" \\ \n \uXXXX; Lua 5.4 reads all
+        # of them except \uXXXX, which it spells \u{XXXX}.
+        return re.sub(r"\\u([0-9a-fA-F]{4})", r"\\u{\1}", json.dumps(value))
+    if isinstance(value, list):
+        return "{" + ", ".join(lua_literal(item) for item in value) + "}"
+    if isinstance(value, dict):
+        fields = []
+        for key, item in value.items():
+            name = key if _LUA_NAME.match(key) else f"[{lua_literal(key)}]"
+            fields.append(f"{name} = {lua_literal(item)}")
+        return "{" + ", ".join(fields) + "}"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def health(obj: dict[str, Any], script: Path = SCRIPT) -> tuple[str, str]:
+    assert LUA is not None, "lua5.4 is not installed (apt-get install lua5.4)"
+    harness = (
+        f"obj = {lua_literal(obj)}\n"
+        f"local check = assert(loadfile({lua_literal(str(script))}))\n"
+        "local hs = check()\n"
+        'io.write(tostring(hs.status), "\\n", tostring(hs.message))\n'
+    )
+    done = subprocess.run([LUA, "-"], input=harness, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    status, _, message = done.stdout.partition("\n")
+    return status, message
+
+
+def app(generation: int = 2, observed: int | None = 2, *conditions: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": list(conditions)}
+    if observed is not None:
+        status["observedGeneration"] = observed
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": "my-app", "namespace": "default", "generation": generation},
+        "spec": {"dockerImage": "nginx"},
+        "status": status,
+    }
+
+
+def cond(type_: str, status: str, reason: str, message: str = "", observed: int | None = 2) -> dict[str, Any]:
+    c: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message}
+    if observed is not None:
+        c["observedGeneration"] = observed
+    return c
+
+
+def test_lua_literal_round_trips_through_lua() -> None:
+    value = {"a": [1, 2.5, True, None], "odd key": 'quo"te\\ \n \u00e9 \u0001', "n": {}}
+    done = subprocess.run(
+        [LUA or "lua5.4", "-e", f"v = {lua_literal(value)}; io.write(v.a[2], '|', v['odd key'], '|', #v.a)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert done.stdout == "2.5|" + value["odd key"] + "|3"
+
+
+def test_healthy_when_ready_for_the_current_generation() -> None:
+    obj = app(2, 2, cond("Ready", "True", "Running", "1/1 instances running"),
+              cond("Reconciling", "False", "Running"), cond("Stalled", "False", "Running"))
+    assert health(obj) == ("Healthy", "1/1 instances running")
+
+
+def test_progressing_when_the_generation_is_not_observed_yet() -> None:
+    # Ready=True describes generation 1; the spec is at 2: the new spec's outcome is unknown.
+    obj = app(2, 1, cond("Ready", "True", "Running", "1/1 instances running", observed=1))
+    status, message = health(obj)
+    assert status == "Progressing"
+    assert "generation 2" in message
+
+
+def test_progressing_while_reconciling() -> None:
+    obj = app(3, 3, cond("Ready", "False", "Starting", "0/2 instances running", observed=3),
+              cond("Reconciling", "True", "Starting", "rolling out", observed=3))
+    assert health(obj) == ("Progressing", "0/2 instances running")
+
+
+def test_progressing_before_any_status() -> None:
+    obj = app(1, None)
+    del obj["status"]
+    assert health(obj)[0] == "Progressing"
+    assert health(app(1, None))[0] == "Progressing"  # conditions list empty, nothing observed
+
+
+def test_progressing_when_the_registry_is_unavailable() -> None:
+    # S14: a transient outage recovers on its own; it is not Degraded.
+    obj = app(2, 2, cond("Ready", "False", "RegistryUnavailable", "registry.example:5000 is unreachable"))
+    assert health(obj) == ("Progressing", "registry.example:5000 is unreachable")
+
+
+def test_degraded_when_stalled() -> None:
+    obj = app(4, 4, cond("Ready", "False", "NoStartCommand", "No start command found or specified", observed=4),
+              cond("Stalled", "True", "NoStartCommand", "nothing deployed", observed=4))
+    assert health(obj) == ("Degraded", "No start command found or specified")
+
+
+def test_degraded_when_stalled_even_without_a_ready_message() -> None:
+    obj = app(4, 4, cond("Stalled", "True", "RootUserRefused", "image runs as root", observed=4))
+    assert health(obj) == ("Degraded", "image runs as root")
+
+
+@pytest.mark.parametrize("reason", ["ImagePullFailed", "ImageNotFound", "ImagePullUnauthorized", "CrashLoopBackOff"])
+def test_degraded_when_ready_false_for_a_permanent_reason(reason: str) -> None:
+    # S14: pull failures surface within seconds; the message carries the kubelet's cause.
+    obj = app(2, 2, cond("Ready", "False", reason, "Failed to create container: ErrImagePull"),
+              cond("Reconciling", "True", "Starting"))
+    assert health(obj) == ("Degraded", "Failed to create container: ErrImagePull")
+
+
+def test_suspended_when_stopped() -> None:
+    obj = app(5, 5, cond("Ready", "False", "Stopped", "state is STOPPED: 0 instances", observed=5))
+    assert health(obj) == ("Suspended", "state is STOPPED: 0 instances")
+
+
+def test_status_observed_generation_is_the_fallback() -> None:
+    obj = app(2, 2, cond("Ready", "True", "Running", "ok", observed=None))
+    assert health(obj) == ("Healthy", "ok")
+    obj = app(2, 1, cond("Ready", "True", "Running", "ok", observed=None))
+    assert health(obj)[0] == "Progressing"
+
+
+def test_gitops_doc_ships_the_same_script() -> None:
+    # The argocd-cm snippet in docs/gitops.md is what users copy; it must be this file, line for line.
+    doc = GITOPS_DOC.read_text()
+    script_lines = SCRIPT.read_text().rstrip("\n").splitlines()
+    block = re.search(r"resource\.customizations\.health\.wharf\.dev_App: \|\n(.*?)\n```", doc, re.S)
+    assert block is not None, "docs/gitops.md lacks the argocd-cm snippet"
+    embedded = [line[4:] if line.startswith("    ") else line.strip() for line in block.group(1).splitlines()]
+    assert embedded == script_lines
