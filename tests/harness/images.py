@@ -264,8 +264,9 @@ def inspect_raw(registry: RegistryServer, reference: str, **kw: Any) -> bytes:
 
 
 def inspect_config(registry: RegistryServer, reference: str, **kw: Any) -> dict[str, Any]:
-    """The image config JSON (for an index: the manifest skopeo picks for linux/amd64)."""
-    out = skopeo("inspect", "--config", "--override-os=linux", "--override-arch=amd64",
+    """The image config blob exactly as stored (--raw: skopeo's parsed form drops empty fields such as
+    `"User": ""`); for an index, the linux/amd64 manifest's."""
+    out = skopeo("inspect", "--config", "--raw", "--override-os=linux", "--override-arch=amd64",
                  *skopeo_flags(registry, **kw), f"docker://{registry.host}/{reference}")
     doc: dict[str, Any] = json.loads(out.stdout)
     return doc
