@@ -1,0 +1,109 @@
+"""pytest plugin: a real control plane (+ the test-only pull agent) for the whole session.
+
+Fixtures:
+- `cluster` (session): a `Cluster` (see below). Binaries come from `$WHARF_BIN_DIR` or from
+  `tests/cluster/build-binaries.sh` (cached under ~/.cache/wharf; a cold build takes many minutes).
+- `namespace` (function): a fresh `restricted` namespace name, deleted after the test.
+
+Registries: the pull agent reaches a registry only as a configured node would. Call
+`cluster.trust_registry(server)` (a `harness.registry.RegistryServer`: its CA if TLS, else insecure) before
+expecting pods on that registry's images to run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from harness.controlplane import ControlPlane
+from harness.pull_agent import PullAgent
+
+BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "cluster" / "build-binaries.sh"
+
+
+def locate_binaries() -> Path:
+    """`$WHARF_BIN_DIR`, else the directory build-binaries.sh prints on its last line (building if needed)."""
+    if os.environ.get("WHARF_BIN_DIR"):
+        return Path(os.environ["WHARF_BIN_DIR"])
+    out = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"build-binaries.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Cluster:
+    control_plane: ControlPlane
+    agent: PullAgent
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.control_plane.bin_dir
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.control_plane.kubectl_path
+
+    @property
+    def node_names(self) -> list[str]:
+        return self.control_plane.node_names
+
+    def api_client(self) -> client.ApiClient:
+        """A new synchronous `kubernetes` ApiClient for the admin user (close it, or use it as a context)."""
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as the admin; with check=True a non-zero exit raises (stderr in the message)."""
+        return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout)
+
+    def create_namespace(self, name: str, restricted: bool = True, labels: dict[str, str] | None = None) -> str:
+        all_labels = dict(labels or {})
+        if restricted:
+            all_labels.update({"pod-security.kubernetes.io/enforce": "restricted",
+                               "pod-security.kubernetes.io/enforce-version": "latest"})
+        body: dict[str, Any] = {"metadata": {"name": name, "labels": all_labels}}
+        with self.api_client() as api:
+            client.CoreV1Api(api).create_namespace(body)
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+    def trust_registry(self, server: Any) -> None:
+        """Let the fake nodes pull from `server` (TLS: trust its CA; plain HTTP: mark it insecure)."""
+        self.agent.trust_registry(server)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    bin_dir = locate_binaries()
+    cp = ControlPlane(tmp_path_factory.mktemp("cluster"), bin_dir)
+    cp.start()
+    agent = None
+    try:
+        agent = PullAgent(cp.kubeconfig).start()
+        yield Cluster(cp, agent)
+    finally:
+        if agent:
+            agent.stop()
+        cp.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = cluster.create_namespace(f"t-{uuid.uuid4().hex[:10]}")
+    yield name
+    cluster.delete_namespace(name)
