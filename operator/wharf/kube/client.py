@@ -1,0 +1,175 @@
+"""Async access to the apiserver: httpx on kopf's event loop, with the credentials the `kubernetes` package loads
+(kubeconfig or in-cluster service account). Writes of owned objects use server-side apply with wharf's field manager,
+so drift is corrected and fields others own are left alone."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ssl
+from collections.abc import Mapping
+from typing import Any, cast
+
+import httpx
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from wharf.api.app import GROUP, PLURAL, VERSION
+from wharf.kube.errors import ConflictError, KubeError, NotFoundError
+from wharf.render.names import FIELD_MANAGER
+
+REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+# Plural resource names of the kinds wharf writes or reads (no discovery round-trips needed).
+_PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "Secret": "secrets",
+    "Pod": "pods",
+    "Event": "events",
+    "Ingress": "ingresses",
+    "HTTPRoute": "httproutes",
+    "App": PLURAL,
+}
+APP_API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def collection_path(api_version: str, kind: str, namespace: str) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}"
+
+
+def _error(response: httpx.Response, what: str) -> KubeError:
+    try:
+        message = response.json().get("message") or response.reason_phrase
+    except ValueError:
+        message = response.text[:500] or response.reason_phrase
+    text = f"{what}: {message}"
+    if response.status_code == 404:
+        return NotFoundError(text, status=404)
+    if response.status_code == 409:
+        return ConflictError(text, status=409)
+    return KubeError(text, status=response.status_code)
+
+
+def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
+    """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+class _ConfigurationAuth(httpx.Auth):
+    """Bearer token from the configuration, re-read per request: in-cluster tokens rotate."""
+
+    def __init__(self, configuration: k8s.Configuration) -> None:
+        self._configuration = configuration
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        hook = getattr(self._configuration, "refresh_api_key_hook", None)
+        if hook is not None:
+            hook(self._configuration)
+        token = self._configuration.get_api_key_with_prefix("authorization") if self._configuration.api_key else None
+        if token:
+            request.headers["Authorization"] = token
+        yield request
+
+
+def http_client(configuration: k8s.Configuration) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = True
+    if configuration.verify_ssl:
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        verify = context
+    else:
+        verify = False
+    return httpx.AsyncClient(
+        base_url=configuration.host,
+        verify=verify,
+        auth=_ConfigurationAuth(configuration),
+        timeout=REQUEST_TIMEOUT,
+        headers={"Accept": "application/json", "User-Agent": "wharf-operator"},
+    )
+
+
+class Kube:
+    """The few apiserver calls wharf makes."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": content_type} if content_type else {}
+        try:
+            response = await self._http.request(method, path, params=query or {}, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeError(f"{method} {path}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error(response, f"{method} {path}")
+        return cast(dict[str, Any], response.json() if response.content else {})
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply, forcing wharf's ownership of the fields it sets."""
+        meta = obj["metadata"]
+        path = f"{collection_path(obj['apiVersion'], obj['kind'], meta['namespace'])}/{meta['name']}"
+        return await self._call(
+            "PATCH",
+            path,
+            body=dict(obj),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._call(
+                "DELETE",
+                f"{collection_path(api_version, kind, namespace)}/{name}",
+                query={"propagationPolicy": "Background"},
+            )
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._call("GET", f"{collection_path(api_version, kind, namespace)}/{name}")
+        except NotFoundError:
+            return None
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+        result = await self._call(
+            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": label_selector}
+        )
+        return cast(list[dict[str, Any]], result.get("items") or [])
+
+    async def get_app(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.get(APP_API_VERSION, "App", namespace, name)
+
+    async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """A merge patch of the status subresource; lists (conditions) are written whole."""
+        path = f"{collection_path(APP_API_VERSION, 'App', namespace)}/{name}/status"
+        await self._call("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded; None when it does not exist."""
+        secret = await self.get("v1", "Secret", namespace, name)
+        if secret is None:
+            return None
+        data = secret.get("data") or {}
+        return {key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()}
