@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -54,6 +56,14 @@ def _close_all() -> None:  # last line of defence: pytest killed mid-session, a 
     for server in list(_LIVE):
         with contextlib.suppress(Exception):
             server.close()
+
+
+def _new_group_dying_with_parent() -> None:
+    """preexec_fn: own process group (stop() kills the group), and SIGKILL when the parent dies, so a pytest
+    killed with SIGKILL/SIGTERM (no atexit then) still leaves no registry behind. Linux-only prctl."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -233,7 +243,11 @@ class RegistryServer:
             self._proc = subprocess.Popen(
                 [BINARY, "serve", str(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,  # own process group: stop() kills it with its children
+                env=env,
+                # PDEATHSIG follows the forking *thread*: only tie it to the main thread, which lives as long as
+                # the process; from other threads, fall back to a plain new session (atexit still cleans up).
+                preexec_fn=_new_group_dying_with_parent if threading.current_thread() is threading.main_thread()
+                else os.setsid,
             )
         _LIVE.add(self)
         deadline = time.monotonic() + timeout

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from harness.certs import CA
 
@@ -86,7 +87,9 @@ class TokenServer:
         # unique file names: several token servers may share one CA directory
         tag = uuid.uuid4().hex[:8]
         signer = ca.issue(f"token-signer-{tag}")
-        self._signing_key = serialization.load_pem_private_key(signer.key.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(signer.key.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        self._signing_key = key
         cert = x509.load_pem_x509_certificate(signer.cert.read_bytes())
         # x5c: standard (padded) base64 of DER, leaf first; the registry verifies it against rootcertbundle
         self._x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
@@ -168,8 +171,13 @@ class TokenServer:
             "jti": uuid.uuid4().hex,
             "access": access,
         }
-        token = jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"x5c": self._x5c})  # type: ignore[arg-type]
+        token = jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"x5c": self._x5c})
         return token, access
+
+
+def _first(params: dict[str, list[str]], key: str) -> str | None:
+    values = params.get(key)
+    return values[0] if values else None
 
 
 def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
@@ -204,7 +212,7 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
                 return
             ok = gave_creds and server.check(username, password)
             record = TokenRequest(method, username if gave_creds else None, ok,
-                                  (params.get("service") or [None])[0],
+                                  _first(params, "service"),
                                   [s for v in params.get("scope", []) for s in v.split(" ") if s])
             with server._lock:
                 server.requests.append(record)
@@ -227,9 +235,9 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             params = parse_qs(self.rfile.read(length).decode())
             user, password, gave = self._basic()
-            if (params.get("grant_type") or [""])[0] == "password":
-                user = (params.get("username") or [None])[0]
-                password = (params.get("password") or [None])[0]
+            if _first(params, "grant_type") == "password":
+                user = _first(params, "username")
+                password = _first(params, "password")
                 gave = True
             self._serve("POST", params, user, password, gave)
 

@@ -11,6 +11,7 @@ import re
 import ssl
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import jwt
@@ -51,9 +52,11 @@ def bearer_token(registry: RegistryServer, scope: str, auth: tuple[str, str] | N
     )
 
 
-def run_skopeo_inspect(registry: RegistryServer, reference: str, **kw: object) -> tuple[int, str]:
-    proc = images.skopeo("inspect", "--raw", *images.skopeo_flags(registry, **kw),  # type: ignore[arg-type]
-                         f"docker://{registry.host}/{reference}", check=False)
+def run_skopeo_inspect(registry: RegistryServer, reference: str, *,
+                       creds: tuple[str, str] | Literal["default"] | None = "default",
+                       trust_ca: bool = True) -> tuple[int, str]:
+    flags = images.skopeo_flags(registry, creds=creds, trust_ca=trust_ca)
+    proc = images.skopeo("inspect", "--raw", *flags, f"docker://{registry.host}/{reference}", check=False)
     return proc.returncode, proc.stderr
 
 
@@ -304,9 +307,9 @@ def test_catalogue_covers_what_the_suite_needs() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["oci", "docker"])
-def test_multi_platform_index_has_both_platforms(registry_plain: RegistryServer, fmt: str) -> None:
-    digest = images.push_image(registry_plain, "multi/app", fmt, STANDARD_IMAGES["multi-platform"],
-                               fmt=fmt)  # type: ignore[arg-type]
+def test_multi_platform_index_has_both_platforms(registry_plain: RegistryServer,
+                                                fmt: Literal["oci", "docker"]) -> None:
+    digest = images.push_image(registry_plain, "multi/app", fmt, STANDARD_IMAGES["multi-platform"], fmt=fmt)
     raw = inspect_raw(registry_plain, f"multi/app:{fmt}")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
     index = json.loads(raw)
