@@ -1,0 +1,170 @@
+"""The transport every registry request goes through: guard, bounded retries, and per-attempt accounting.
+
+It wraps the real transport (or a test's `httpx.MockTransport`), so registry requests, token requests and
+redirects (blob storage) all pass the same SSRF guard and scheme check, and every attempt is counted.
+Retried: connection errors, timeouts, dropped connections, HTTP 5xx (500, 502, 503, 504) and 429, with
+exponential backoff and jitter, honouring `Retry-After` up to a cap. Not retried: TLS verification failures
+and every other status, which retrying cannot change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from wharf.registry._errors import Blocked
+from wharf.registry._guard import Guard
+
+log = logging.getLogger("wharf.registry")
+
+RequestCallback = Callable[[str, str, float], None]
+Sleep = Callable[[float], Awaitable[None]]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_tls_failure(error: BaseException) -> bool:
+    """True when `error` (or what it wraps) is a TLS handshake/verification failure."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def outcome_of(error: BaseException) -> str:
+    """A short, bounded label for metrics."""
+    if is_tls_failure(error):
+        return "tls_error"
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ConnectError):
+        return "connect_error"
+    if isinstance(error, httpx.RemoteProtocolError):
+        return "protocol_error"
+    return "network_error"
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date), or None when absent or unreadable."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class RequestStats:
+    """Counters a metrics layer can read: attempts per (registry host, outcome) and time spent."""
+
+    def __init__(self) -> None:
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.seconds: dict[str, float] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.attempts.values())
+
+    def by_outcome(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for (_, outcome), count in self.attempts.items():
+            counts[outcome] += count
+        return counts
+
+
+class PolicyTransport(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        guard: Guard,
+        *,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+        max_retry_after: float,
+        stats: RequestStats,
+        on_request: RequestCallback | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._retries = max(0, retries)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._max_retry_after = max_retry_after
+        self._stats = stats
+        self._on_request = on_request
+        self._sleep = sleep
+
+    def _record(self, host: str, outcome: str, seconds: float) -> None:
+        self._stats.attempts[(host, outcome)] += 1
+        self._stats.seconds[host] = self._stats.seconds.get(host, 0.0) + seconds
+        if self._on_request is not None:
+            try:
+                self._on_request(host, outcome, seconds)
+            except Exception:  # a metrics bug must not break pulls
+                log.exception("registry on_request callback failed")
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self._max_backoff, self._backoff * (2**attempt))
+        # "Equal jitter": at least half the backoff, so retries really back off, plus a random half so that
+        # many clients retrying together spread out.
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        host = url.netloc.decode("ascii")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            self._guard.check_scheme(url.scheme, url.host, url.port)
+            await self._guard.check(url.host, port)
+        except Blocked:
+            self._record(host, "blocked", 0.0)
+            raise
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self._inner.handle_async_request(request)
+            except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as error:
+                self._record(host, outcome_of(error), time.monotonic() - started)
+                if attempt >= self._retries or is_tls_failure(error):
+                    raise
+                delay = self._delay(attempt)
+                log.info("registry %s: %s, retry %d in %.2fs", host, outcome_of(error), attempt + 1, delay)
+            else:
+                self._record(host, str(response.status_code), time.monotonic() - started)
+                if response.status_code not in RETRY_STATUSES or attempt >= self._retries:
+                    return response
+                delay = self._delay(attempt)
+                asked = retry_after_seconds(response)
+                if asked is not None:
+                    if asked > self._max_retry_after:
+                        return response  # the caller reports when to come back; we do not wait that long
+                    delay = max(delay, asked)
+                await response.aclose()
+                log.info("registry %s: HTTP %d, retry %d in %.2fs", host, response.status_code, attempt + 1, delay)
+            attempt += 1
+            await self._sleep(delay)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
