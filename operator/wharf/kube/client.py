@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import ssl
 from collections.abc import Mapping
 from typing import Any, cast
@@ -173,3 +174,31 @@ class Kube:
             return None
         data = secret.get("data") or {}
         return {key: base64.b64decode(value).decode("utf-8", "replace") for key, value in data.items()}
+
+    async def create_event(
+        self, namespace: str, app_name: str, app_uid: str, type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about the App, as `kubectl describe app` shows them."""
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{app_name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": APP_API_VERSION,
+                "kind": "App",
+                "name": app_name,
+                "namespace": namespace,
+                "uid": app_uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "wharf"},
+            "reportingComponent": "wharf.dev/operator",
+            "reportingInstance": "wharf",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call("POST", collection_path("v1", "Event", namespace), body=event)

@@ -1,0 +1,1 @@
+"""kopf handlers and the reconcile they drive: parse, resolve, render, apply, report."""

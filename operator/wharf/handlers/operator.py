@@ -1,0 +1,88 @@
+"""The kopf registrations: thin, each hands the work to the Reconciler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from wharf.api.app import GROUP, PLURAL, VERSION
+from wharf.config import Settings
+from wharf.handlers import metrics
+from wharf.handlers.reconciler import Reconciler, RetryLaterError
+from wharf.kube import Kube
+from wharf.kube.client import http_client, load_configuration
+from wharf.registry import RegistryClient
+from wharf.render.names import APP_LABEL
+
+log = logging.getLogger(__name__)
+APP = (GROUP, VERSION, PLURAL)
+SAFETY_NET_SECONDS = 60.0  # re-check every App now and then, in case an event was missed
+
+_state: dict[str, Any] = {}
+
+
+def _reconciler() -> Reconciler:
+    return _state["reconciler"]  # type: ignore[no-any-return]
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = Settings.from_env()
+    # kopf's bookkeeping goes to annotations, never into the user's status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wharf.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="wharf.dev")
+    settings.posting.enabled = False  # wharf posts its own Events, only for meaningful transitions
+    settings.watching.server_timeout = 300
+    kube = Kube(http_client(load_configuration()))
+    registry = RegistryClient(config, on_request=metrics.registry_request)
+    _state.update(kube=kube, registry=registry, reconciler=Reconciler(kube, registry, config))
+    start_http_server(config.metrics_port, registry=metrics.REGISTRY)
+    log.info("wharf started; metrics on :%d", config.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if "registry" in _state:
+        await _state["registry"].aclose()
+    if "kube" in _state:
+        await _state["kube"].aclose()
+
+
+@kopf.on.resume(*APP)
+@kopf.on.create(*APP)
+@kopf.on.update(*APP)
+async def reconcile(body: kopf.Body, **_: Any) -> None:
+    try:
+        await _reconciler().reconcile(dict(body))
+    except RetryLaterError as retry:
+        raise kopf.TemporaryError(str(retry), delay=retry.delay) from retry
+
+
+@kopf.on.delete(*APP, optional=True)
+async def deleted(namespace: str | None, name: str, **_: Any) -> None:
+    # Owner references make the garbage collector remove what the App created (S15).
+    _reconciler().forget(namespace or "", name)
+
+
+@kopf.timer(*APP, interval=SAFETY_NET_SECONDS, idle=SAFETY_NET_SECONDS)
+async def safety_net(namespace: str | None, name: str, **_: Any) -> None:
+    await _reconciler().refresh(namespace or "", name)
+
+
+@kopf.on.event("", "v1", "pods", labels={APP_LABEL: kopf.PRESENT})
+async def pod_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    await _reconciler().refresh(namespace or "", labels[APP_LABEL])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={APP_LABEL: kopf.PRESENT})
+async def deployment_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    # Status moves and hand edits alike: the reconcile re-applies (no-op when nothing drifted) and reports.
+    await _reconciler().refresh(namespace or "", labels[APP_LABEL])

@@ -1,0 +1,349 @@
+"""One App's reconcile: parse, resolve (only when needed), render, apply, observe, report.
+
+Triggered by kopf for App changes and by the App's pods and Deployments (pull failures within seconds, drift
+correction). Runs one at a time per App. The registry is asked only when the App has no resolution for its image
+reference and restage token yet (S13: restart and scale never re-resolve); when it fails, the last good resolution
+keeps the running instances as they are (S14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from wharf.api.app import App, AppSpec, AppStatus, ResolvedImage
+from wharf.api.conditions import ConditionType, Reason
+from wharf.api.image import ImageFacts
+from wharf.config import Settings
+from wharf.handlers import metrics
+from wharf.kube import Kube, KubeError
+from wharf.registry import (
+    Credentials,
+    Denied,
+    InvalidReference,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    Unauthorized,
+    Unavailable,
+    Unsupported,
+    credentials_from_dockerconfigjson,
+    parse_reference,
+)
+from wharf.render import Rendered, RenderError, render
+from wharf.render.names import APP_LABEL, PROCESS_LABEL, deployment_name
+from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
+from wharf.status.conditions import find
+from wharf.status.pulls import problems
+
+log = logging.getLogger(__name__)
+
+_REASONS: tuple[tuple[type[RegistryError], Reason], ...] = (
+    (InvalidReference, Reason.INVALID_REFERENCE),
+    (NotFound, Reason.IMAGE_NOT_FOUND),
+    (Unauthorized, Reason.UNAUTHORIZED),
+    (Denied, Reason.DENIED),
+    (RateLimited, Reason.RATE_LIMITED),
+    (Unavailable, Reason.REGISTRY_UNAVAILABLE),
+    (Unsupported, Reason.UNSUPPORTED_REGISTRY),
+)
+TRANSIENT = (Reason.REGISTRY_UNAVAILABLE, Reason.RATE_LIMITED)
+
+
+class Resolver(Protocol):
+    """What the reconcile needs of the registry client (tests of the renderers need none of it)."""
+
+    async def resolve(self, reference: str, credentials: Credentials | None = None) -> ImageFacts: ...
+
+
+class RetryLaterError(Exception):
+    """The reconcile should run again after `delay` seconds (kopf.TemporaryError in the kopf layer)."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _registry_reason(error: RegistryError) -> Reason:
+    return next((reason for kind, reason in _REASONS if isinstance(error, kind)), Reason.IMAGE_PULL_FAILED)
+
+
+def _observe(deployments: Iterable[dict[str, Any]], pods: list[dict[str, Any]], rendered: Rendered) -> Observation:
+    by_name = {d["metadata"]["name"]: d for d in deployments}
+    processes = []
+    for plan in rendered.processes:
+        found = next(
+            (d for name, d in by_name.items() if d["metadata"].get("labels", {}).get(PROCESS_LABEL) == plan.type),
+            None,
+        )
+        status = (found or {}).get("status") or {}
+        generation = (found or {}).get("metadata", {}).get("generation", 0)
+        updated = status.get("updatedReplicas", 0)
+        processes.append(
+            ProcessObservation(
+                type=plan.type,
+                desired=plan.replicas,
+                ready=status.get("readyReplicas", 0),
+                available=status.get("availableReplicas", 0),
+                updated=updated,
+                rolled_out=found is not None
+                and status.get("observedGeneration", 0) >= generation
+                and (found.get("spec") or {}).get("replicas") == plan.replicas
+                and updated >= plan.replicas
+                and status.get("replicas", 0) <= plan.replicas,
+            )
+        )
+    return Observation(processes=processes, problems=problems(pods))
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, resolver: Resolver, settings: Settings) -> None:
+        self._kube = kube
+        self._resolver = resolver
+        self._settings = settings
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._queued: set[tuple[str, str]] = set()
+        self._ready: dict[tuple[str, str], str] = {}  # Ready status per App, for the wharf_apps gauge
+
+    async def refresh(self, namespace: str, name: str) -> None:
+        """Reconcile on a pod or Deployment change; bursts of events coalesce into one run."""
+        key = (namespace, name)
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self._queued.discard(key)
+            body = await self._kube.get_app(namespace, name)
+            if body is None:
+                return
+            # The App's own kopf handler owns retries; events only refresh.
+            with contextlib.suppress(RetryLaterError):
+                await self._reconcile(body)
+
+    async def reconcile(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"].get("namespace", ""), body["metadata"]["name"])
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            fresh = await self._kube.get_app(*key)  # kopf's body may be older than a status we just wrote
+            if fresh is not None:
+                await self._reconcile(fresh)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._locks.pop((namespace, name), None)
+        self._ready.pop((namespace, name), None)
+        self._count_ready()
+
+    def _count_ready(self) -> None:
+        for state in ("True", "False", "Unknown"):
+            metrics.APPS.labels(ready=state).set(sum(1 for s in self._ready.values() if s == state))
+
+    async def _reconcile(self, body: dict[str, Any]) -> None:
+        started = time.monotonic()
+        result = "error"
+        try:
+            result = await self._reconcile_once(body)
+        finally:
+            metrics.RECONCILES.labels(result=result).inc()
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    async def _reconcile_once(self, body: dict[str, Any]) -> str:
+        meta = body["metadata"]
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        previous = AppStatus.model_validate(body.get("status") or {})
+        try:
+            app = App.from_resource(body)
+        except ValidationError as error:
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            stub = App(
+                name=name,
+                namespace=namespace,
+                uid=meta.get("uid", ""),
+                generation=meta.get("generation", 1),
+                spec=_placeholder_spec(),
+            )
+            await self._report(
+                stub, previous, Blocked(Reason.INVALID_SPEC, f"invalid App: {message}"), None, None, None
+            )
+            return "invalid"
+
+        try:
+            reference = str(parse_reference(app.spec.image))
+        except InvalidReference as error:
+            # S3: refused before anything is created.
+            await self._report(app, previous, Blocked(Reason.INVALID_REFERENCE, str(error)), None, None, None)
+            return "invalid"
+
+        resolution, password = await self._resolve(app, reference, previous)
+        if resolution.image is None:
+            await self._report(app, previous, None, resolution, None, None)
+            raise RetryLaterError(resolution.error_message, delay=_retry_delay(resolution))
+
+        try:
+            rendered = render(
+                app,
+                resolution.image,
+                self._settings,
+                registry_password=password,
+                service_credentials=await self._service_credentials(app),
+            )
+        except RenderError as error:
+            await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)
+            return "blocked"
+
+        await self._apply(app, rendered)
+        observation = await self._observation(app, rendered)
+        await self._report(app, previous, None, resolution, rendered, observation)
+        if resolution.failed:
+            raise RetryLaterError(resolution.error_message, delay=_retry_delay(resolution))
+        return "ok"
+
+    async def _credentials(self, app: App, reference: str) -> tuple[Credentials | None, str | None, str]:
+        """(credentials for resolving, the App's own password for its pull secret, a problem to report)."""
+        username = app.spec.username
+        ref = app.spec.docker_password_secret_ref
+        if username and ref:
+            data = await self._kube.read_secret(app.namespace, ref.name)
+            if data is None or ref.key not in data:
+                return (
+                    None,
+                    None,
+                    (
+                        f"the Secret {ref.name} with key {ref.key} (the registry password for {username}) "
+                        "does not exist: create it in the App's namespace"
+                    ),
+                )
+            return Credentials(username, data[ref.key]), data[ref.key], ""
+        host = reference.split("/", 1)[0]
+        for secret in app.spec.image_pull_secrets:
+            data = await self._kube.read_secret(app.namespace, secret.name)
+            if data and ".dockerconfigjson" in data:
+                found = credentials_from_dockerconfigjson(data[".dockerconfigjson"], host)
+                if found is not None:
+                    return found, None, ""
+        return None, None, ""
+
+    async def _resolve(self, app: App, reference: str, previous: AppStatus) -> tuple[Resolution, str | None]:
+        credentials, password, problem = await self._credentials(app, reference)
+        last_good = previous.image
+        current = last_good is not None and last_good.reference == reference and last_good.restage == app.spec.restage
+        if problem:
+            return Resolution(last_good, Reason.CREDENTIALS_MISSING, problem, transient=False), password
+        if current:
+            return Resolution(last_good), password
+        try:
+            facts = await self._resolver.resolve(reference, credentials)
+        except RegistryError as error:
+            reason = _registry_reason(error)
+            log.info("resolving %s for %s/%s failed: %s", reference, app.namespace, app.name, error)
+            return Resolution(last_good, reason, str(error), transient=reason in TRANSIENT), password
+        image = ResolvedImage(**facts.model_dump(), resolved_at=_now(), restage=app.spec.restage)
+        return Resolution(image), password
+
+    async def _service_credentials(self, app: App) -> dict[str, dict[str, str]]:
+        bound: dict[str, dict[str, str]] = {}
+        for binding in app.spec.manifest.services:
+            name = binding if isinstance(binding, str) else binding.name
+            bound[name] = await self._kube.read_secret(app.namespace, name) or {}
+        return bound
+
+    async def _apply(self, app: App, rendered: Rendered) -> None:
+        for obj in rendered.objects:
+            await self._kube.apply(obj)
+        # Process types removed from the manifest take their Deployments with them.
+        wanted = {deployment_name(app, p.type) for p in rendered.processes}
+        for deployment in await self._kube.list("apps/v1", "Deployment", app.namespace, {APP_LABEL: app.name}):
+            owned = any(ref.get("uid") == app.uid for ref in deployment["metadata"].get("ownerReferences", []))
+            if owned and deployment["metadata"]["name"] not in wanted:
+                await self._kube.delete("apps/v1", "Deployment", app.namespace, deployment["metadata"]["name"])
+
+    async def _observation(self, app: App, rendered: Rendered) -> Observation:
+        selector = {APP_LABEL: app.name}
+        deployments = await self._kube.list("apps/v1", "Deployment", app.namespace, selector)
+        pods = await self._kube.list("v1", "Pod", app.namespace, selector)
+        return _observe(deployments, pods, rendered)
+
+    async def _report(
+        self,
+        app: App,
+        previous: AppStatus,
+        blocked: Blocked | None,
+        resolution: Resolution | None,
+        rendered: Rendered | None,
+        observation: Observation | None,
+    ) -> None:
+        status = compute(
+            app,
+            previous,
+            now=_now(),
+            resolution=resolution,
+            rendered=rendered,
+            blocked=blocked,
+            observation=observation,
+        )
+        body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if body != previous.model_dump(mode="json", by_alias=True, exclude_none=True):
+            await self._kube.patch_app_status(app.namespace, app.name, body)
+        ready = find(status.conditions, ConditionType.READY)
+        self._ready[(app.namespace, app.name)] = ready.status if ready else "Unknown"
+        self._count_ready()
+        for event in transitions(previous, status):
+            await self._event(app, event)
+
+    async def _event(self, app: App, event: EventRecord) -> None:
+        try:
+            await self._kube.create_event(app.namespace, app.name, app.uid, event.type, event.reason, event.message)
+        except KubeError as error:
+            log.warning("could not post event %s for %s/%s: %s", event.reason, app.namespace, app.name, error)
+
+
+def _retry_delay(resolution: Resolution) -> float:
+    # Outages heal by themselves: retry soon. A missing image or bad credentials need someone: retry slowly.
+    return 10.0 if resolution.transient else 60.0
+
+
+def _placeholder_spec() -> AppSpec:
+    """A spec for reporting on an App whose own spec does not parse (the status needs an App to speak of)."""
+    return AppSpec.model_construct(docker_image="")
+
+
+def transitions(previous: AppStatus, current: AppStatus) -> list[EventRecord]:
+    """Events for meaningful changes only (not for every reconcile)."""
+    events: list[EventRecord] = []
+    before = find(previous.conditions, ConditionType.READY)
+    after = find(current.conditions, ConditionType.READY)
+    if current.image and (previous.image is None or previous.image.digest != current.image.digest):
+        events.append(
+            EventRecord("Normal", "ImageResolved", f"{current.image.reference} resolved to {current.image.digest}")
+        )
+    if current.port is not None and (current.port != previous.port or current.ports != previous.ports):
+        events.append(EventRecord("Normal", "PortChosen", f"routing to port {current.port} of {current.ports}"))
+    if current.warnings and current.warnings != previous.warnings:
+        events.append(EventRecord("Warning", "IgnoredKeys", "; ".join(current.warnings)))
+    if after is not None and (before is None or (before.status, before.reason) != (after.status, after.reason)):
+        if after.status == "True":
+            recovered = before is not None and before.status == "False" and before.reason not in ("Starting", "Pending")
+            events.append(EventRecord("Normal", "Recovered" if recovered else after.reason, after.message))
+        elif after.status == "False" and after.reason not in ("Starting", "Pending"):
+            if after.message.startswith("Failed to create container"):
+                metrics.PULL_FAILURES.labels(reason=after.reason).inc()
+            events.append(EventRecord("Warning", after.reason, after.message))
+    return events
