@@ -168,8 +168,9 @@ class ControlPlane:
 
     def stop(self) -> None:
         _LIVE.discard(self)
-        terminate_groups([p.popen.pid for p in reversed(self.procs)])
-        for p in self.procs:
+        # clients first, then the apiserver, then etcd: an apiserver whose etcd is gone shuts down slowly
+        for p in reversed(self.procs):
+            terminate_groups([p.popen.pid])
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.popen.wait(timeout=5)
         self.procs.clear()

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -87,13 +88,16 @@ class _PodState:
 class PullAgent:
     def __init__(self, kubeconfig: Path | str, *, ca_files: list[Path] | None = None,
                  insecure: list[str] | None = None, interval: float = 0.5, backoff: float = 1.0,
-                 max_backoff: float = 4.0, skopeo: str = "skopeo") -> None:
+                 max_backoff: float = 4.0, skopeo: str = "skopeo", platform: str = "linux/amd64") -> None:
         self.kubeconfig = str(kubeconfig)
         self.insecure: set[str] = set(insecure or [])
         self.interval, self.backoff, self.max_backoff, self.skopeo = interval, backoff, max_backoff, skopeo
         self._tmp = Path(tempfile.mkdtemp(prefix="pull-agent-"))
         self.cert_dir = self._tmp / "certs"
         self.cert_dir.mkdir()
+        self.platform = platform
+        (self._tmp / "registries.conf").write_text("")  # hermetic: no mirrors/aliases from /etc/containers
+        self._env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(self._tmp / "registries.conf")}
         for ca in ca_files or []:
             self.trust_ca(ca)
         self._states: dict[str, _PodState] = {}
@@ -240,12 +244,14 @@ class PullAgent:
             try:
                 out = subprocess.run(
                     [self.skopeo, "--command-timeout=15s", "inspect", "--raw", f"--authfile={authfile}", *tls,
-                     f"docker://{ref}"], capture_output=True, timeout=20)
+                     f"docker://{ref}"], capture_output=True, timeout=20, env=self._env)
             except subprocess.TimeoutExpired:
                 return False, f"pulling {ref}: timed out"
             finally:
                 authfile.unlink(missing_ok=True)
             if out.returncode == 0:
+                if not _has_platform(out.stdout, self.platform):
+                    return False, f"no match for platform in manifest: not found (node platform {self.platform})"
                 return True, f"{_repository(ref)}@sha256:{hashlib.sha256(out.stdout).hexdigest()}"
             detail = _skopeo_error(out.stderr.decode(errors="replace"))
         return False, detail
@@ -310,6 +316,19 @@ class PullAgent:
                 type=type_, reason=reason, message=message[:1000], source=client.V1EventSource(
                     component="kubelet", host=pod.spec.node_name),
                 first_timestamp=dt.datetime.now(dt.UTC), last_timestamp=dt.datetime.now(dt.UTC), count=1))
+
+
+def _has_platform(raw: bytes, platform: str) -> bool:
+    """A single manifest is taken as is; an index / manifest list must list the node's os/arch."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return True
+    if "manifests" not in doc:
+        return True
+    os_, arch = platform.split("/")[:2]
+    return any((m.get("platform") or {}).get("os") == os_ and (m.get("platform") or {}).get("architecture") == arch
+               for m in doc["manifests"])
 
 
 def _repository(ref: str) -> str:
