@@ -87,17 +87,25 @@ def cond(type_: str, status: str, reason: str, message: str = "", observed: int 
 
 
 def test_lua_literal_round_trips_through_lua() -> None:
-    value = {"a": [1, 2.5, True, None], "odd key": 'quo"te\\ \n \u00e9 \u0001', "n": {}}
+    odd = 'quo"te\\ \n \u00e9 \u0001'
+    value = {"a": [1, 2.5, True, None], "odd key": odd, "n": {}}
     done = subprocess.run(
         [LUA or "lua5.4", "-e", f"v = {lua_literal(value)}; io.write(v.a[2], '|', v['odd key'], '|', #v.a)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert done.stdout == "2.5|" + value["odd key"] + "|3"
+    assert done.stdout == f"2.5|{odd}|3"
 
 
 def test_healthy_when_ready_for_the_current_generation() -> None:
-    obj = app(2, 2, cond("Ready", "True", "Running", "1/1 instances running"),
-              cond("Reconciling", "False", "Running"), cond("Stalled", "False", "Running"))
+    obj = app(
+        2,
+        2,
+        cond("Ready", "True", "Running", "1/1 instances running"),
+        cond("Reconciling", "False", "Running"),
+        cond("Stalled", "False", "Running"),
+    )
     assert health(obj) == ("Healthy", "1/1 instances running")
 
 
@@ -110,8 +118,12 @@ def test_progressing_when_the_generation_is_not_observed_yet() -> None:
 
 
 def test_progressing_while_reconciling() -> None:
-    obj = app(3, 3, cond("Ready", "False", "Starting", "0/2 instances running", observed=3),
-              cond("Reconciling", "True", "Starting", "rolling out", observed=3))
+    obj = app(
+        3,
+        3,
+        cond("Ready", "False", "Starting", "0/2 instances running", observed=3),
+        cond("Reconciling", "True", "Starting", "rolling out", observed=3),
+    )
     assert health(obj) == ("Progressing", "0/2 instances running")
 
 
@@ -129,8 +141,12 @@ def test_progressing_when_the_registry_is_unavailable() -> None:
 
 
 def test_degraded_when_stalled() -> None:
-    obj = app(4, 4, cond("Ready", "False", "NoStartCommand", "No start command found or specified", observed=4),
-              cond("Stalled", "True", "NoStartCommand", "nothing deployed", observed=4))
+    obj = app(
+        4,
+        4,
+        cond("Ready", "False", "NoStartCommand", "No start command found or specified", observed=4),
+        cond("Stalled", "True", "NoStartCommand", "nothing deployed", observed=4),
+    )
     assert health(obj) == ("Degraded", "No start command found or specified")
 
 
@@ -142,8 +158,12 @@ def test_degraded_when_stalled_even_without_a_ready_message() -> None:
 @pytest.mark.parametrize("reason", ["ImagePullFailed", "ImageNotFound", "ImagePullUnauthorized", "CrashLoopBackOff"])
 def test_degraded_when_ready_false_for_a_permanent_reason(reason: str) -> None:
     # S14: pull failures surface within seconds; the message carries the kubelet's cause.
-    obj = app(2, 2, cond("Ready", "False", reason, "Failed to create container: ErrImagePull"),
-              cond("Reconciling", "True", "Starting"))
+    obj = app(
+        2,
+        2,
+        cond("Ready", "False", reason, "Failed to create container: ErrImagePull"),
+        cond("Reconciling", "True", "Starting"),
+    )
     assert health(obj) == ("Degraded", "Failed to create container: ErrImagePull")
 
 

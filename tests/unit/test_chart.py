@@ -36,7 +36,10 @@ def helm_binary() -> Path:
     if not bin_dir:
         built = subprocess.run(
             [str(REPO / "tests" / "cluster" / "build-binaries.sh")],
-            capture_output=True, text=True, timeout=3600, check=False,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
         )
         assert built.returncode == 0, f"build-binaries.sh failed:\n{built.stderr[-4000:]}"
         bin_dir = built.stdout.strip().splitlines()[-1]
@@ -65,7 +68,8 @@ def template(values: dict[str, Any] | None = None, *extra: str) -> list[Manifest
 
 def find(docs: list[Manifest], kind: str, name: str | None = None, namespace: str | None = None) -> list[Manifest]:
     return [
-        d for d in docs
+        d
+        for d in docs
         if d["kind"] == kind
         and (name is None or d["metadata"]["name"] == name)
         and (namespace is None or d["metadata"].get("namespace") == namespace)
@@ -90,7 +94,9 @@ def env_of(docs: list[Manifest]) -> dict[str, str]:
 def rules_of(role: Manifest) -> set[tuple[str, str, frozenset[str]]]:
     return {
         (group, resource, frozenset(rule["verbs"]))
-        for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
     }
 
 
@@ -106,11 +112,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "peering-2": {"replicas": 2, "peering": {"enabled": True, "name": ""}},
     "namespaced-peering-2": {"watchNamespaces": ["team-a"], "replicas": 2, "peering.enabled": True},
     "ingress-ca": {
-        "routing.mode": "ingress", "routing.ingress.className": "nginx",
-        "registry.caBundle.configMap": "registry-ca", "registry.insecure": ["kind-registry:5000"],
+        "routing.mode": "ingress",
+        "routing.ingress.className": "nginx",
+        "registry.caBundle.configMap": "registry-ca",
+        "registry.insecure": ["kind-registry:5000"],
     },
     "gateway-monitor": {
-        "routing.mode": "gateway", "routing.gateway.name": "web", "routing.gateway.namespace": "gateways",
+        "routing.mode": "gateway",
+        "routing.gateway.name": "web",
+        "routing.gateway.namespace": "gateways",
         "metrics.serviceMonitor.enabled": True,
     },
 }
@@ -123,6 +133,7 @@ def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
 
 # --- lint and render -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_helm_lint_is_clean(variant: str) -> None:
     done = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *set_args(VARIANTS[variant]))
@@ -134,11 +145,19 @@ def test_helm_lint_is_clean(variant: str) -> None:
 def test_default_render_watches_all_namespaces_standalone() -> None:
     docs = template()
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted([
-        "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-        "Service", "Deployment",
-    ])
-    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Service",
+            "Deployment",
+        ]
+    )
+    assert find(docs, "Role") == []
+    assert find(docs, "RoleBinding") == []
     container = operator_container(docs)
     assert container["command"] == ["wharf", "run"]
     assert container["args"] == ["--all-namespaces", "--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
@@ -178,7 +197,8 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
     for role in find(docs, "ClusterRole"):
         for rule in role["rules"]:
             assert not {"*", "update", "escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
-            assert "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            assert "*" not in rule["resources"]
+            assert "*" not in rule["apiGroups"]
 
 
 def test_watch_namespaces_list_gives_roles_not_cluster_roles() -> None:
@@ -212,14 +232,16 @@ def test_peering_with_two_replicas_cluster_wide() -> None:
     peering = one(docs, "ClusterKopfPeering", "wharf")
     assert peering["apiVersion"] == "kopf.dev/v1"
     assert ("kopf.dev", "clusterkopfpeerings", frozenset({"get", "list", "watch", "patch"})) in rules_of(
-        one(docs, "ClusterRole", "wharf-cluster"))
+        one(docs, "ClusterRole", "wharf-cluster")
+    )
     assert "kopfpeerings" not in resources_of(one(docs, "ClusterRole", "wharf"))
     # kopf names peers by POD_ID; the replicas prefer different nodes.
     env = {e["name"]: e for e in operator_container(docs)["env"]}
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == (
-        "kubernetes.io/hostname")
+        "kubernetes.io/hostname"
+    )
 
 
 def test_peering_in_watched_namespaces() -> None:
@@ -227,7 +249,8 @@ def test_peering_in_watched_namespaces() -> None:
     assert [p["metadata"]["namespace"] for p in find(docs, "KopfPeering", "wharf")] == ["team-a"]
     assert find(docs, "ClusterKopfPeering") == []
     assert ("kopf.dev", "kopfpeerings", frozenset({"get", "list", "watch", "patch"})) in rules_of(
-        one(docs, "Role", "wharf", "team-a"))
+        one(docs, "Role", "wharf", "team-a")
+    )
     assert "clusterkopfpeerings" not in resources_of(one(docs, "ClusterRole", "wharf-cluster"))
 
 
@@ -242,13 +265,19 @@ def test_routing_rules_only_for_the_chosen_mode() -> None:
         assert ("ingresses" in resources) == (mode == "ingress"), mode
         assert ("httproutes" in resources) == (mode == "gateway"), mode
     assert ("networking.k8s.io", "ingresses", frozenset({"get", "list", "watch", "create", "patch", "delete"})) in (
-        rules_of(one(by_mode["ingress"], "ClusterRole", "wharf")))
-    assert ("gateway.networking.k8s.io", "httproutes",
-            frozenset({"get", "list", "watch", "create", "patch", "delete"})) in (
-        rules_of(one(by_mode["gateway"], "ClusterRole", "wharf")))
+        rules_of(one(by_mode["ingress"], "ClusterRole", "wharf"))
+    )
+    assert (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
+    ) in (rules_of(one(by_mode["gateway"], "ClusterRole", "wharf")))
     env = env_of(by_mode["gateway"])
     assert (env["WHARF_ROUTING"], env["WHARF_GATEWAY_NAME"], env["WHARF_GATEWAY_NAMESPACE"]) == (
-        "gateway", "web", "gateways")
+        "gateway",
+        "web",
+        "gateways",
+    )
     assert env_of(by_mode["ingress"])["WHARF_INGRESS_CLASS"] == "nginx"
 
 
@@ -310,20 +339,36 @@ def test_notes_render(tmp_path: Path) -> None:
     shutil.copytree(CHART, chart, symlinks=False)
     shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-source.txt")
     (chart / "templates" / "notes-rendered.yaml").write_text(
-        'notes: {{ tpl (.Files.Get "notes-source.txt") . | toJson }}\n')
+        'notes: {{ tpl (.Files.Get "notes-source.txt") . | toJson }}\n'
+    )
     for variant in VARIANTS.values():
-        done = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *set_args(variant),
-                    "--show-only", "templates/notes-rendered.yaml")
+        done = helm(
+            "template",
+            RELEASE,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            *set_args(variant),
+            "--show-only",
+            "templates/notes-rendered.yaml",
+        )
         assert done.returncode == 0, done.stderr
         notes = yaml.safe_load(done.stdout)["notes"]
         assert "kubectl wait" in notes
         assert "<no value>" not in notes
-    done = helm("template", RELEASE, str(chart), *set_args(VARIANTS["namespaced"]),
-                "--show-only", "templates/notes-rendered.yaml")
+    done = helm(
+        "template",
+        RELEASE,
+        str(chart),
+        *set_args(VARIANTS["namespaced"]),
+        "--show-only",
+        "templates/notes-rendered.yaml",
+    )
     assert "team-a, team-b (a Role in each)" in yaml.safe_load(done.stdout)["notes"]
 
 
 # --- the schema rejects what it should ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("values", "complaint"),
@@ -376,8 +421,16 @@ def test_schema_documents_and_types_every_value() -> None:
 
 # --- Pod Security Standards `restricted`, on every rendered pod template -----------------------------------------
 
-_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                       "projected", "secret"}
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def restricted_violations(pod: dict[str, Any]) -> list[str]:
@@ -414,7 +467,7 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: capabilities not dropping ALL")
         if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
             problems.append(f"{name}: adds capabilities")
-        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
             problems.append(f"{name}: runAsNonRoot not true")
         if sc.get("runAsUser", psc.get("runAsUser")) in (0, None):
             problems.append(f"{name}: no numeric non-root runAsUser")
@@ -425,8 +478,14 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: root filesystem writable")
         if sc.get("procMount", "Default") != "Default":
             problems.append(f"{name}: procMount")
-        if sc.get("seLinuxOptions", {}).get("type") not in (None, "", "container_t", "container_init_t",
-                                                            "container_kvm_t", "container_engine_t"):
+        if sc.get("seLinuxOptions", {}).get("type") not in (
+            None,
+            "",
+            "container_t",
+            "container_init_t",
+            "container_kvm_t",
+            "container_engine_t",
+        ):
             problems.append(f"{name}: seLinux type")
         for port in container.get("ports", []):
             if port.get("hostPort"):
@@ -483,18 +542,26 @@ def test_the_checker_catches_violations() -> None:
 
 # --- the CRD, the image, the kind cluster --------------------------------------------------------------------------
 
+
 def test_chart_crd_is_the_source_crd() -> None:
     chart_copy = CHART / "crds" / "app.yaml"
     assert CRD_SOURCE.is_file(), "crds/app.yaml (the source of truth) is missing"
     assert chart_copy.resolve() == CRD_SOURCE.resolve() or chart_copy.read_bytes() == CRD_SOURCE.read_bytes()
     done = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
-    crds = {d["metadata"]["name"]: d for d in yaml.safe_load_all(done.stdout)
-            if d and d["kind"] == "CustomResourceDefinition"}
+    crds = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(done.stdout)
+        if d and d["kind"] == "CustomResourceDefinition"
+    }
     assert set(crds) == {"apps.wharf.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
     app = crds["apps.wharf.dev"]["spec"]
     assert (app["group"], app["names"]["kind"], app["names"]["plural"], app["scope"]) == (
-        "wharf.dev", "App", "apps", "Namespaced")
+        "wharf.dev",
+        "App",
+        "apps",
+        "Namespaced",
+    )
     assert any(v["name"] == "v1alpha1" and "status" in v.get("subresources", {}) for v in app["versions"])
     # The RBAC names the same resource the CRD defines.
     assert ("wharf.dev", "apps/status", frozenset({"patch"})) in rules_of(one(template(), "ClusterRole", "wharf"))
@@ -507,7 +574,8 @@ def test_dockerfile_matches_the_chart() -> None:
     assert re.search(rf"^USER {uid}(:{uid})?$", dockerfile, re.M)
     assert 'ENTRYPOINT ["wharf", "run"]' in dockerfile
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
-    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), "base image tag must be pinned"
+    assert bases, "no ARG PYTHON_IMAGE"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), "base image tag must be pinned"
 
 
 def test_kind_config_maps_ingress_ports_and_the_registry_mirror() -> None:
@@ -517,4 +585,5 @@ def test_kind_config_maps_ingress_ports_and_the_registry_mirror() -> None:
     assert {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]} == {(80, 80), (443, 443)}
     assert any("config_path" in patch for patch in config["containerdConfigPatches"])
     install = (REPO / "docs" / "install.md").read_text()
-    assert "localhost:5001" in install and "kind-registry:5000" in install
+    assert "localhost:5001" in install
+    assert "kind-registry:5000" in install
