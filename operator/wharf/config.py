@@ -37,7 +37,8 @@ class Settings(BaseModel):
     node_platform: str = "linux/amd64"
     registry_insecure: tuple[str, ...] = Field(default=(), description="host[:port] reached over plain HTTP")
     registry_allow: tuple[str, ...] = Field(
-        default=(), description="hosts or CIDRs allowed even though they resolve to private/loopback addresses"
+        default=(),
+        description="hosts or CIDRs allowed even though they resolve to private/loopback addresses",
     )
     registry_deny: tuple[str, ...] = Field(default=(), description="extra CIDRs never contacted")
     registry_ca_bundle: str = Field(default="", description="PEM file of extra CAs trusted for registries")

@@ -44,9 +44,7 @@ class AppSpec(_Model):
     docker_image: str | None = Field(default=None, alias="dockerImage", max_length=1024)
     docker_username: str | None = Field(default=None, alias="dockerUsername", max_length=256)
     docker_password_secret_ref: SecretKeyRef | None = Field(default=None, alias="dockerPasswordSecretRef")
-    image_pull_secrets: tuple[LocalObjectReference, ...] = Field(
-        default=(), alias="imagePullSecrets", max_length=16
-    )
+    image_pull_secrets: tuple[LocalObjectReference, ...] = Field(default=(), alias="imagePullSecrets", max_length=16)
     state: State = State.STARTED
     ports: tuple[int, ...] | None = Field(default=None, min_length=1, max_length=16)
     restarted_at: str | None = Field(default=None, alias="restartedAt", max_length=64)
@@ -60,8 +58,7 @@ class AppSpec(_Model):
             raise ValueError("set spec.dockerImage (or manifest.docker.image) to the image to run")
         if self.docker_image and manifest_image and self.docker_image != manifest_image:
             raise ValueError(
-                f"spec.dockerImage ({self.docker_image}) and manifest.docker.image ({manifest_image}) differ: "
-                "keep one"
+                f"spec.dockerImage ({self.docker_image}) and manifest.docker.image ({manifest_image}) differ: keep one"
             )
         manifest_user = self.manifest.docker.username if self.manifest.docker else None
         if self.docker_username and manifest_user and self.docker_username != manifest_user:

@@ -55,9 +55,7 @@ class ProcessSettings(_Strict):
         default=None, alias="health-check-invocation-timeout", ge=1, le=MAX_TIMEOUT_SECONDS
     )
     health_check_interval: int | None = Field(default=None, alias="health-check-interval", ge=1, le=3600)
-    readiness_health_check_type: ReadinessCheckType | None = Field(
-        default=None, alias="readiness-health-check-type"
-    )
+    readiness_health_check_type: ReadinessCheckType | None = Field(default=None, alias="readiness-health-check-type")
     readiness_health_check_http_endpoint: str | None = Field(
         default=None, alias="readiness-health-check-http-endpoint", pattern=r"^/", max_length=1024
     )
@@ -68,9 +66,7 @@ class ProcessSettings(_Strict):
         default=None, alias="readiness-health-check-interval", ge=1, le=3600
     )
     timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
-    log_rate_limit_per_second: str | None = Field(
-        default=None, alias="log-rate-limit-per-second", max_length=32
-    )
+    log_rate_limit_per_second: str | None = Field(default=None, alias="log-rate-limit-per-second", max_length=32)
 
     @field_validator("memory", "disk_quota")
     @classmethod
@@ -91,9 +87,7 @@ class ProcessSettings(_Strict):
             self.readiness_health_check_http_endpoint is not None
             and self.readiness_health_check_type != ReadinessCheckType.HTTP
         ):
-            raise ValueError(
-                "readiness-health-check-http-endpoint is only used with readiness-health-check-type: http"
-            )
+            raise ValueError("readiness-health-check-http-endpoint is only used with readiness-health-check-type: http")
         return self
 
 

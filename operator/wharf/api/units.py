@@ -22,9 +22,7 @@ def to_megabytes(quantity: str | int) -> int:
     """Megabytes in a CF quantity, rounded up so a limit is never lower than what was asked for."""
     text = str(quantity).strip()
     if not _QUANTITY.match(text):
-        raise UnitError(
-            f"{text!r} is not a CF byte quantity: write a number with a unit, such as 512M, 1G or 1024MB"
-        )
+        raise UnitError(f"{text!r} is not a CF byte quantity: write a number with a unit, such as 512M, 1G or 1024MB")
     match = re.match(r"^([0-9.]+) ?([A-Za-z]*)$", text)
     assert match is not None  # the pattern above already holds
     number, unit = match.groups()
