@@ -587,3 +587,15 @@ def test_kind_config_maps_ingress_ports_and_the_registry_mirror() -> None:
     install = (REPO / "docs" / "install.md").read_text()
     assert "localhost:5001" in install
     assert "kind-registry:5000" in install
+
+
+def test_the_operator_cli_accepts_the_rendered_arguments(rendered: list[Manifest]) -> None:
+    """The chart's command line is one `wharf run` parses (a renamed flag would crash-loop the pod)."""
+    from wharf.main import _parser
+
+    container = operator_container(rendered)
+    assert container["command"][0] == "wharf"
+    args = _parser().parse_args([*container["command"][1:], *container["args"]])
+    assert args.command == "run"
+    assert args.liveness == "http://0.0.0.0:8080/healthz"
+    assert (args.peering is not None) != args.standalone
