@@ -78,7 +78,9 @@ class Reference:
     def familiar(self) -> str:
         """The short form docker prints: `nginx:latest`, `bitnami/redis:7`, `host:5000/app:1`."""
         name = self.name
-        if self.domain == DEFAULT_DOMAIN:
+        # docker would print `docker.io/a.b/c` as `a.b/c`, which parses back with registry `a.b`; keep the
+        # domain in that case so the familiar form always means the same image.
+        if self.domain == DEFAULT_DOMAIN and _split_docker_domain(self.path)[0] == DEFAULT_DOMAIN:
             name = self.path
             remainder = self.path.removeprefix(OFFICIAL_REPO_PREFIX)
             if self.path.startswith(OFFICIAL_REPO_PREFIX) and "/" not in remainder:
@@ -160,6 +162,9 @@ def parse_reference(text: str) -> Reference:
     name_match = _ANCHORED_NAME_RE.match(name)
     if name_match is None:  # pragma: no cover - implied by _REFERENCE_RE
         raise _invalid(text, _explain(text))
+    if name_match.group(1) is None:
+        # docker's grammar would fall back to a reference without a registry (`a_b.c/x`); nothing can pull that.
+        raise _invalid(text, f"{domain!r} looks like a registry host but is not a valid host name")
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(domain=name_match.group(1), path=name_match.group(2), tag=tag, digest=digest)
@@ -170,8 +175,10 @@ def _explain(text: str) -> str:
     name, at, digest = text.partition("@")
     if at and not digest:
         return "nothing follows '@'; a digest looks like 'sha256:<64 hex characters>'"
-    if at and ":" not in digest:
-        return "a digest looks like 'sha256:<64 hex characters>'"
+    algorithm, colon, encoded = digest.partition(":")
+    if at and (not colon or not re.fullmatch(r"[0-9a-fA-F]{32,}", encoded)):
+        expected = _DIGEST_HEX_LENGTH.get(algorithm, 64)
+        return f"a digest looks like 'sha256:<64 hex characters>'; a {algorithm or 'sha256'} digest has {expected} hex characters"
     last = name.rsplit("/", 1)[-1]
     if ":" in last:
         tag = last.split(":", 1)[1]
