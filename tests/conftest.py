@@ -3,4 +3,5 @@
 pytest_plugins = [
     "harness.fixtures_registry",
     "harness.fixtures_cluster",
+    "harness.fixtures_operator",
 ]

@@ -1,0 +1,147 @@
+"""pytest plugin: the wharf operator itself, as a separate process (`wharf run`) against the real control plane.
+
+Fixtures:
+- `wharf_operator` (session): the CRD installed, the operator running with every test registry trusted (plain
+  HTTP ones listed as insecure, the test CA as the registry CA bundle, loopback allowed past the SSRF guard).
+- `app_ns` (function): a fresh PodSecurity-`restricted` namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from harness.fixtures_cluster import Cluster
+from harness.registry import RegistryServer
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "app.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Operator:
+    cluster: Cluster
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    metrics_url: str
+    health_url: str
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    # Small helpers the App tests share.
+    def apply(self, obj: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj), check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        out = self.cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def wait_for(self, what: str, predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
+        """Poll `predicate()` until it returns something truthy; fail with the operator's log otherwise."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n--- operator log ---\n"
+                             f"{self.log_tail()}")
+
+    def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
+        app = self.get("app", name, namespace) or {}
+        return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def _start(cluster: Cluster, registries: list[RegistryServer], ca_file: Path, workdir: Path) -> Operator:
+    cluster.kubectl("apply", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
+    for registry in registries:
+        cluster.trust_registry(registry)
+    metrics_port, health_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "WHARF_REGISTRY_INSECURE": ",".join(r.host for r in registries if not r.tls),
+        "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registries live on loopback
+        "WHARF_REGISTRY_CA_BUNDLE": str(ca_file),
+        "WHARF_METRICS_PORT": str(metrics_port),
+        "WHARF_LOG_LEVEL": "DEBUG",
+    }
+    log_file = workdir / "operator.log"
+    health_url = f"http://127.0.0.1:{health_port}/healthz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}"],
+        env=env,
+        stdout=log_file.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    operator = Operator(cluster, process, log_file, f"http://127.0.0.1:{metrics_port}/metrics", health_url)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the operator exited ({process.returncode}):\n{operator.log_tail()}")
+        try:
+            return httpx.get(health_url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    operator.wait_for("the operator's health endpoint", healthy, timeout=60)
+    return operator
+
+
+def _stop(operator: Operator) -> None:
+    if operator.process.poll() is None:
+        operator.process.terminate()
+        try:
+            operator.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            operator.process.kill()
+            operator.process.wait()
+
+
+@pytest.fixture(scope="session")
+def wharf_operator(
+    cluster: Cluster,
+    registry_plain: RegistryServer,
+    registry_tls: RegistryServer,
+    registry_basic: RegistryServer,
+    registry_token: RegistryServer,
+    registry_ca: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    workdir = tmp_path_factory.mktemp("operator")
+    registries = [registry_plain, registry_tls, registry_basic, registry_token]
+    operator = _start(cluster, registries, Path(registry_ca.cert), workdir)
+    try:
+        yield operator
+    finally:
+        _stop(operator)
+
+
+@pytest.fixture
+def app_ns(cluster: Cluster) -> Iterator[str]:
+    name = cluster.create_namespace(f"app-{uuid.uuid4().hex[:8]}")
+    yield name
+    cluster.delete_namespace(name)

@@ -1,0 +1,121 @@
+"""The App on the real control plane and the real registry: deploy, update, drift, delete (issue: App resource).
+
+Every test runs the operator as a separate process (`wharf run`) against kube-apiserver + controller-manager +
+scheduler + kwok, in a namespace that enforces PodSecurity `restricted`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from harness.fixtures_operator import Operator
+from harness.images import STANDARD_IMAGES, push_image
+from harness.registry import RegistryServer
+
+pytestmark = [pytest.mark.cluster, pytest.mark.registry]
+
+
+def app(name: str, image: str, **manifest: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": name},
+        "spec": {"dockerImage": image, "manifest": manifest},
+    }
+
+
+def in_ns(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    obj["metadata"]["namespace"] = namespace
+    return obj
+
+
+def ready(op: Operator, name: str, ns: str) -> bool:
+    return op.condition(name, ns).get("status") == "True"
+
+
+def test_app_becomes_deployment_service_and_running_pods(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    digest = push_image(registry_plain, "e2e/multi", "v1", STANDARD_IMAGES["multi-port"])
+    image = f"{registry_plain.host}/e2e/multi:v1"
+    op.apply(in_ns(app("web", image, memory="256M", disk_quota="512M", command="./start --fast",
+                       buildpacks=["go_buildpack"]), app_ns))
+    op.wait_for("App Ready", lambda: ready(op, "web", app_ns))
+    # kubectl wait, as GitOps users script it, agrees (S14/issue 5).
+    op.cluster.kubectl("wait", "--for=condition=Ready", "app/web", "-n", app_ns, "--timeout=30s")
+
+    deployment = op.get("deployment", "web-web", app_ns)
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == f"{registry_plain.host}/e2e/multi@{digest}"  # S13: pinned by digest
+    assert container["command"] == ["sh", "-c", "./start --fast"]  # S5
+    assert "args" not in container
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PORT"] == "8080"  # S6: lowest EXPOSEd TCP port of 9000, 8080, 8443
+    assert env["MEMORY_LIMIT"] == "256m"  # S9
+    vcap = json.loads(env["VCAP_APPLICATION"])
+    assert vcap["application_name"] == "web" and vcap["space_name"] == app_ns and vcap["port"] == 8080
+    assert [p["containerPort"] for p in container["ports"]] == [8080, 8443, 9000]
+    assert container["resources"]["limits"] == {"memory": "256Mi", "ephemeral-storage": "512Mi"}  # S4
+    assert pod["securityContext"]["runAsNonRoot"] is True  # S7
+    assert pod["securityContext"]["runAsUser"] == 1001
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["automountServiceAccountToken"] is False
+    assert all("emptyDir" in v for v in pod.get("volumes", []))  # S8
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "App"
+
+    service = op.get("service", "web", app_ns)
+    assert service is not None
+    assert service["spec"]["ports"][0]["port"] == 8080  # S6
+
+    pods = json.loads(op.cluster.kubectl("get", "pods", "-n", app_ns, "-l", "wharf.dev/app=web", "-o", "json").stdout)
+    assert pods["items"], "no pods"
+    assert all(p["status"]["phase"] == "Running" and p["spec"]["nodeName"] for p in pods["items"])
+
+    status = (op.get("app", "web", app_ns) or {})["status"]
+    assert status["buildpack"] == "unknown"  # S2
+    assert status["port"] == 8080 and status["ports"] == [8080, 8443, 9000]
+    assert status["image"]["digest"] == digest
+    warnings = op.condition("web", app_ns, "ManifestWarnings")
+    assert warnings["status"] == "True" and "buildpacks" in warnings["message"]  # S2
+    events = op.cluster.kubectl("get", "events", "-n", app_ns, "--field-selector", "involvedObject.kind=App",
+                                "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"ImageResolved", "PortChosen", "IgnoredKeys"} <= reasons
+
+
+def test_edit_scales_drift_is_corrected_and_delete_cascades(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    push_image(registry_plain, "e2e/single", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/e2e/single:v1"
+    op.apply(in_ns(app("scaler", image, instances=1), app_ns))
+    op.wait_for("App Ready", lambda: ready(op, "scaler", app_ns))
+
+    # Editing the App updates the Deployment (S15 scale).
+    op.apply(in_ns(app("scaler", image, instances=3), app_ns))
+    op.wait_for("3 replicas", lambda: (op.get("deployment", "scaler-web", app_ns) or {}).get("spec", {})
+                .get("replicas") == 3)
+    op.wait_for("3/3 ready", lambda: (op.get("app", "scaler", app_ns) or {}).get("status", {})
+                .get("instances") == "3/3" and ready(op, "scaler", app_ns))
+
+    # A hand edit of the Deployment is put back.
+    op.cluster.kubectl("scale", "deployment/scaler-web", "-n", app_ns, "--replicas=7")
+    op.cluster.kubectl("set", "env", "deployment/scaler-web", "-n", app_ns, "PORT=1")
+    def restored() -> bool:
+        d = op.get("deployment", "scaler-web", app_ns) or {}
+        env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        return d["spec"]["replicas"] == 3 and env["PORT"] == "8080"
+    op.wait_for("drift corrected", restored, timeout=30)
+
+    # Deleting the App removes everything it created (S15), via owner references.
+    op.cluster.kubectl("delete", "app", "scaler", "-n", app_ns)
+    op.wait_for("deployment gone", lambda: op.get("deployment", "scaler-web", app_ns) is None)
+    op.wait_for("service gone", lambda: op.get("service", "scaler", app_ns) is None)
