@@ -62,7 +62,8 @@ class Cluster:
 
     def api_client(self) -> client.ApiClient:
         """A new synchronous `kubernetes` ApiClient for the admin user (close it, or use it as a context)."""
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        api: client.ApiClient = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        return api
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -74,7 +75,7 @@ class Cluster:
         if restricted:
             all_labels.update({"pod-security.kubernetes.io/enforce": "restricted",
                                "pod-security.kubernetes.io/enforce-version": "latest"})
-        body: dict[str, Any] = {"metadata": {"name": name, "labels": all_labels}}
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=all_labels))
         with self.api_client() as api:
             client.CoreV1Api(api).create_namespace(body)
         return name

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("harness.pull_agent")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -104,7 +104,7 @@ class PullAgent:
         self._ips = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.core = client.CoreV1Api(config.new_client_from_config(config_file=self.kubeconfig))
+        self.core = client.CoreV1Api(config.new_client_from_config(config_file=self.kubeconfig))  # type: ignore[no-untyped-call]
 
     # -- configuration ---------------------------------------------------------------------------------------
     def trust_ca(self, ca_file: Path | str) -> None:
@@ -145,12 +145,14 @@ class PullAgent:
 
     # -- the kubelet's part ----------------------------------------------------------------------------------
     def sync_once(self) -> None:
-        nodes = {
-            n.metadata.name: next((a.address for a in n.status.addresses or [] if a.type == "InternalIP"), None)
-            for n in self.core.list_node().items
-            if (n.metadata.annotations or {}).get(FAKE_NODE_ANNOTATION) == "fake"
-        }
+        nodes: dict[str, str | None] = {}
+        node: Any
+        for node in self.core.list_node().items:
+            if (node.metadata.annotations or {}).get(FAKE_NODE_ANNOTATION) == "fake":
+                addresses = node.status.addresses or []
+                nodes[node.metadata.name] = next((a.address for a in addresses if a.type == "InternalIP"), None)
         seen = set()
+        pod: Any
         for pod in self.core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=").items:
             if pod.spec.node_name not in nodes:
                 continue
@@ -337,7 +339,7 @@ def _repository(ref: str) -> str:
 
 
 def _image(containers: list[Any], name: str) -> str:
-    return next(c.image for c in containers if c.name == name)
+    return str(next(c.image for c in containers if c.name == name))
 
 
 def _skopeo_error(stderr: str) -> str:
