@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything wharf's run and tests need, on a fresh Debian machine: Debian packages (the real
+# Registry V2 server, skopeo, lua), the Python package with its dev tools in .venv, and the control-plane binaries
+# built from Go modules (cached under ~/.cache/wharf; a cold build takes many minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+mapfile -t packages < <(cat tests/harness/apt-packages.txt deploy/apt-packages.txt | sed 's/#.*//' | awk 'NF' | sort -u)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  sudo_if_needed apt-get update -q
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+
+bash tests/cluster/build-binaries.sh >/dev/null
+echo "setup done: binaries in $(bash tests/cluster/build-binaries.sh | tail -n 1)"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole suite, as CI runs it: set-up, static checks, unit and real-cluster tests, then the README's run
+# command end to end (--check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export WHARF_BIN_DIR="$(bash tests/cluster/build-binaries.sh | tail -n 1)"
+
+echo "== static checks"
+.venv/bin/ruff check operator
+.venv/bin/mypy
+.venv/bin/lint-imports
+
+echo "== tests"
+.venv/bin/pytest tests -p no:cacheprovider "$@"
+
+echo "== the README's run command"
+bash scripts/run-local.sh --check
