@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import fnmatch
 import json
 import re
@@ -82,7 +81,7 @@ def _entry_credentials(entry: Mapping[str, Any]) -> Credentials | None:
     if isinstance(auth, str) and auth:
         try:
             decoded = base64.b64decode(auth, validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError) as error:  # binascii.Error is a ValueError
             raise Unauthorized(
                 "the pull secret's 'auth' field is not base64 of 'username:password'; recreate it with "
                 "kubectl create secret docker-registry"
@@ -154,7 +153,8 @@ class Challenge:
 
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_AUTH_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)')
+# Values are quoted strings or, leniently (registries write bare URLs), anything up to a comma.
+_AUTH_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s",]+))\s*(?:,|$)')
 _SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
 
 

@@ -178,7 +178,10 @@ def _explain(text: str) -> str:
     algorithm, colon, encoded = digest.partition(":")
     if at and (not colon or not re.fullmatch(r"[0-9a-fA-F]{32,}", encoded)):
         expected = _DIGEST_HEX_LENGTH.get(algorithm, 64)
-        return f"a digest looks like 'sha256:<64 hex characters>'; a {algorithm or 'sha256'} digest has {expected} hex characters"
+        return (
+            f"a digest looks like 'sha256:<64 hex characters>'; "
+            f"a {algorithm or 'sha256'} digest has {expected} hex characters"
+        )
     last = name.rsplit("/", 1)[-1]
     if ":" in last:
         tag = last.split(":", 1)[1]

@@ -120,9 +120,7 @@ class FakeRegistry:
         }
         return self.add_manifest(repo, tag, manifest_type, dumps(manifest))
 
-    def push_index(
-        self, repo: str, tag: str, configs: list[dict[str, Any]], *, index_type: str = OCI_INDEX
-    ) -> str:
+    def push_index(self, repo: str, tag: str, configs: list[dict[str, Any]], *, index_type: str = OCI_INDEX) -> str:
         entries = []
         for config in configs:
             digest = self.push(repo, None, config)
@@ -140,7 +138,9 @@ class FakeRegistry:
                 "platform": {"os": "unknown", "architecture": "unknown"},
             }
         )
-        return self.add_manifest(repo, tag, index_type, dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}))
+        return self.add_manifest(
+            repo, tag, index_type, dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries})
+        )
 
     # -- serving ---------------------------------------------------------------------------------------
     def _token_for(self, user: str | None) -> str:
@@ -193,7 +193,10 @@ class FakeRegistry:
             if self.auth != "none" and not self._authorized(request):
                 return httpx.Response(
                     401,
-                    headers={"WWW-Authenticate": self._challenge(request), "Docker-Distribution-API-Version": "registry/2.0"},
+                    headers={
+                        "WWW-Authenticate": self._challenge(request),
+                        "Docker-Distribution-API-Version": "registry/2.0",
+                    },
                     json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
                 )
             return httpx.Response(200, json={}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
@@ -207,10 +210,14 @@ class FakeRegistry:
         kind, target, repo = parts[-2], parts[-1], "/".join(parts[2:-2])
         if kind == "manifests":
             if not any(key[0] == repo for key in self.manifests):
-                return httpx.Response(404, json={"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]})
+                return httpx.Response(
+                    404, json={"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}
+                )
             found = self.manifests.get((repo, target))
             if found is None:
-                return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+                return httpx.Response(
+                    404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+                )
             media_type, body = found
             return httpx.Response(
                 200, content=body, headers={"Content-Type": media_type, "Docker-Content-Digest": digest_of(body)}
@@ -218,7 +225,9 @@ class FakeRegistry:
         if kind == "blobs":
             blob = self.blobs.get(target)
             if blob is None:
-                return httpx.Response(404, json={"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]})
+                return httpx.Response(
+                    404, json={"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
+                )
             return httpx.Response(200, content=blob, headers={"Content-Type": "application/octet-stream"})
         return httpx.Response(404)
 

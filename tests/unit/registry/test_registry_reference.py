@@ -28,7 +28,10 @@ NORMALIZED = [
     ("dmcgowan/myapp:latest", "docker.io/dmcgowan/myapp:latest"),
     ("docker.io/mcgowan/myapp:latest", "docker.io/mcgowan/myapp:latest"),
     (f"dmcgowan/myapp@sha256:{HEX64}", f"docker.io/dmcgowan/myapp@sha256:{HEX64}"),
-    ("dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9", "docker.io/library/dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9:latest"),
+    (
+        "dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9",
+        "docker.io/library/dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9:latest",
+    ),
     ("dbcc1", "docker.io/library/dbcc1:latest"),
     ("fooo/bar", "docker.io/fooo/bar:latest"),
     ("index.docker.io/fooo/bar", "docker.io/fooo/bar:latest"),
@@ -272,7 +275,9 @@ def test_arbitrary_text_is_parsed_or_refused_cleanly(text: str) -> None:  # S3
     try:
         ref = parse_reference(text)
     except InvalidReference as error:
-        assert str(error).startswith("invalid image reference")
+        message = str(error)
     else:
         assert isinstance(ref, Reference)
         assert ref.tag or ref.digest
+        return
+    assert message.startswith("invalid image reference")
