@@ -148,14 +148,14 @@ class FakeRegistry:
         return f"token-{user or 'anon'}-{self.issued}"
 
     def _authorized(self, request: httpx.Request) -> bool:
-        header = request.headers.get("authorization", "")
+        header: str = request.headers.get("authorization", "")
         if self.auth == "none":
             return True
         if self.auth == "basic":
             if not header.startswith("Basic "):
                 return False
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            return self.users.get(user) == password
+            return bool(self.users.get(user) == password)
         return header.startswith("Bearer token-")
 
     def _challenge(self, request: httpx.Request) -> str:
