@@ -101,7 +101,8 @@ class Route(_Strict):
 
     @property
     def host(self) -> str:
-        return self.route.split("/", 1)[0].split(":", 1)[0]
+        # Hostnames are case-insensitive; Ingress and HTTPRoute accept only lowercase DNS names (S11).
+        return self.route.split("/", 1)[0].split(":", 1)[0].lower()
 
     @property
     def path(self) -> str:

@@ -1,0 +1,147 @@
+"""S13 (pods run the pinned digest), S15 (stop, restart, rolling), ownership (S15 delete) and the pull secret (S1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from render_support import DIGEST, UID, deployment, main_container, make_app, make_facts, of_kind, render_ok
+
+from wharf.config import Routing, Settings
+from wharf.render.names import DIGEST_ANNOTATION, RESTARTED_AT_ANNOTATION
+
+EVERYTHING = {
+    "services": ["db"],
+    "processes": [{"type": "worker", "instances": 1}],
+    "sidecars": [{"name": "agent", "process_types": ["web"], "command": "agent"}],
+    "routes": [{"route": "shop.example.com"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("reference", "pinned"),
+    [
+        ("docker.io/library/nginx:latest", f"docker.io/library/nginx@{DIGEST}"),
+        ("registry.example.com:5000/team/shop:1.0", f"registry.example.com:5000/team/shop@{DIGEST}"),
+        ("localhost:5000/shop", f"localhost:5000/shop@{DIGEST}"),
+        (f"docker.io/library/nginx:1.25@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
+    ],
+)
+def test_pods_run_the_image_by_digest(reference: str, pinned: str) -> None:
+    # S13
+    facts = make_facts(reference=reference)
+    assert facts.pinned == pinned
+    rendered = render_ok(make_app(EVERYTHING), facts)
+    for obj in of_kind(rendered, "Deployment"):
+        template = obj["spec"]["template"]
+        assert template["metadata"]["annotations"][DIGEST_ANNOTATION] == DIGEST
+        for container in template["spec"]["containers"]:
+            assert container["image"] == pinned
+            assert "@sha256:" in container["image"]
+
+
+def test_stopped_keeps_everything_but_runs_zero_instances() -> None:
+    # S15
+    started = render_ok(make_app({"instances": 3, **EVERYTHING}))
+    stopped = render_ok(make_app({"instances": 3, **EVERYTHING}, state="STOPPED"))
+    assert [o["kind"] for o in stopped.objects] == [o["kind"] for o in started.objects]
+    assert [d["spec"]["replicas"] for d in of_kind(stopped, "Deployment")] == [0, 0]
+    assert [p.instances for p in stopped.processes] == [3, 1]  # what the manifest asks for is kept
+    assert [d["spec"]["replicas"] for d in of_kind(started, "Deployment")] == [3, 1]
+
+
+def test_restart_annotates_the_pod_template_and_keeps_the_image() -> None:
+    # S15: a new restartedAt rolls new pods with the same resolved image
+    before = render_ok(make_app())
+    after = render_ok(make_app(restartedAt="2024-05-01T10:00:00Z"))
+    template = deployment(after)["spec"]["template"]
+    assert template["metadata"]["annotations"][RESTARTED_AT_ANNOTATION] == "2024-05-01T10:00:00Z"
+    assert RESTARTED_AT_ANNOTATION not in deployment(before)["spec"]["template"]["metadata"]["annotations"]
+    assert main_container(after)["image"] == main_container(before)["image"]
+    assert deployment(before)["spec"]["selector"] == deployment(after)["spec"]["selector"]
+
+
+def test_rolling_update_brings_new_instances_up_before_old_go() -> None:
+    # S15: maxUnavailable 0, one at a time (CF's max_in_flight 1)
+    strategy = deployment(render_ok(make_app({"instances": 4})))["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def test_selector_matches_the_template_labels() -> None:
+    # S15: the selector is immutable and must select the pods
+    rendered = render_ok(make_app({**EVERYTHING, "metadata": {"labels": {"team": "a", "wharf.dev/app": "evil"}}}))
+    for obj in of_kind(rendered, "Deployment"):
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert labels["team"] == "a"
+        assert labels["wharf.dev/app"] == "shop"
+
+
+@pytest.mark.parametrize("routing", list(Routing))
+def test_every_object_is_owned_by_the_app(routing: Routing) -> None:
+    # S15: deleting the App deletes everything it created
+    settings = Settings(routing=routing, gateway_name="edge")
+    rendered = render_ok(make_app(EVERYTHING, dockerUsername="bob"), settings=settings, registry_password="pw")
+    kinds = {o["kind"] for o in rendered.objects}
+    assert {"Secret", "Deployment", "Service"} <= kinds
+    for obj in rendered.objects:
+        assert obj["metadata"]["namespace"] == "space"
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "wharf.dev/v1alpha1",
+                "kind": "App",
+                "name": "shop",
+                "uid": UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+@pytest.mark.parametrize(
+    ("reference", "key"),
+    [
+        ("docker.io/team/private:1", "https://index.docker.io/v1/"),
+        ("registry.example.com:5000/team/shop:1.0", "registry.example.com:5000"),
+        ("ghcr.io/team/shop:1", "ghcr.io"),
+    ],
+)
+def test_username_and_password_become_a_dockerconfigjson_pull_secret(reference: str, key: str) -> None:
+    # S1
+    app = make_app(dockerUsername="bob", dockerPasswordSecretRef={"name": "registry-password"})
+    rendered = render_ok(app, make_facts(reference=reference), registry_password="s3cret:pw")
+    (secret,) = [o for o in of_kind(rendered, "Secret") if o["metadata"]["name"] == "shop-registry"]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(secret["stringData"][".dockerconfigjson"])
+    assert list(config["auths"]) == [key]
+    entry = config["auths"][key]
+    assert entry["username"] == "bob"
+    assert entry["password"] == "s3cret:pw"
+    assert base64.b64decode(entry["auth"]).decode() == "bob:s3cret:pw"
+    for obj in of_kind(rendered, "Deployment"):
+        assert obj["spec"]["template"]["spec"]["imagePullSecrets"][0] == {"name": "shop-registry"}
+    assert rendered.objects.index(secret) < rendered.objects.index(deployment(rendered))  # applied first
+
+
+def test_manifest_docker_username_works_too() -> None:
+    # S1
+    app = make_app({"docker": {"image": "registry.example.com:5000/team/shop:1.0", "username": "amy"}})
+    rendered = render_ok(app, registry_password="pw")
+    (secret,) = of_kind(rendered, "Secret")
+    assert "amy" in secret["stringData"][".dockerconfigjson"]
+
+
+def test_no_password_no_pull_secret_but_image_pull_secrets_are_passed_on() -> None:
+    # S1
+    app = make_app(dockerUsername="bob", imagePullSecrets=[{"name": "team-pull"}])
+    rendered = render_ok(app)
+    assert of_kind(rendered, "Secret") == []
+    assert deployment(rendered)["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "team-pull"}]
+
+
+def test_no_credentials_no_pull_secrets() -> None:
+    # S1
+    rendered = render_ok(make_app(), registry_password="ignored-without-user")
+    assert of_kind(rendered, "Secret") == []
+    assert "imagePullSecrets" not in deployment(rendered)["spec"]["template"]["spec"]
