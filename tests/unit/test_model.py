@@ -1,0 +1,193 @@
+"""S1, S2, S9, S10, S11: the App model refuses what CF refuses, with a message that says what to change."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from wharf.api.app import App, AppSpec, State
+from wharf.api.manifest import Manifest
+
+IMAGE = "registry.example.com/team/shop:1"
+
+
+def _spec(manifest: dict[str, Any] | None = None, **spec: Any) -> AppSpec:
+    body: dict[str, Any] = {"dockerImage": IMAGE, **spec}
+    if manifest is not None:
+        body["manifest"] = manifest
+    return AppSpec.model_validate(body)
+
+
+def _refused(match: str, manifest: dict[str, Any] | None = None, **spec: Any) -> None:
+    with pytest.raises(ValidationError, match=re.escape(match)):
+        _spec(manifest, **spec)
+
+
+def test_a_pasted_cf_manifest_entry_is_accepted() -> None:
+    # S1
+    spec = _spec(
+        {
+            "name": "shop",
+            "instances": 2,
+            "memory": "512M",
+            "disk_quota": "1G",
+            "health-check-type": "http",
+            "health-check-http-endpoint": "/health",
+            "timeout": 120,
+            "env": {"DEBUG": True, "WORKERS": 4},
+            "routes": [{"route": "shop.example.com"}],
+            "processes": [{"type": "worker", "instances": 1, "command": "./work"}],
+        }
+    )
+    assert spec.manifest.instances == 2
+    assert spec.manifest.health_check_http_endpoint == "/health"
+    assert spec.state is State.STARTED
+    assert spec.image == IMAGE
+
+
+@pytest.mark.parametrize("kind", ["port", "process", "none", None])
+def test_endpoint_without_http_type_is_refused(kind: str | None) -> None:
+    # S10
+    manifest: dict[str, Any] = {"health-check-http-endpoint": "/health"}
+    if kind:
+        manifest["health-check-type"] = kind
+    _refused("health-check-http-endpoint is only used with health-check-type: http", manifest)
+    _refused("health-check-http-endpoint", {"processes": [{"type": "worker", **manifest}]})
+
+
+def test_readiness_endpoint_without_http_type_is_refused() -> None:
+    # S10
+    _refused("readiness-health-check-http-endpoint", {"readiness-health-check-http-endpoint": "/ready"})
+
+
+@pytest.mark.parametrize("key", ["VCAP_SERVICES", "VCAP_APPLICATION", "VCAP_ANYTHING", "VMC_APP_ID", "PORT"])
+def test_reserved_env_keys_are_refused(key: str) -> None:
+    # S9
+    _refused(f"env keys {key} are set by the platform", {"env": {key: "x", "OK": "y"}})
+
+
+def test_env_keys_that_merely_contain_reserved_words_are_fine() -> None:
+    # S9
+    assert _spec({"env": {"MY_VCAP_THING": "1", "PORTS": "2", "port": "3"}}).manifest.env["PORTS"] == "2"
+
+
+@pytest.mark.parametrize("where", ["top", "process"])
+def test_negative_instances_are_refused(where: str) -> None:
+    # S4
+    manifest: dict[str, Any] = {"instances": -1} if where == "top" else {"processes": [{"type": "w", "instances": -1}]}
+    _refused("greater than or equal to 0", manifest)
+
+
+def test_duplicate_process_types_are_refused() -> None:
+    # S4
+    _refused("process types must be unique; repeated: worker", {"processes": [{"type": "worker"}, {"type": "worker"}]})
+
+
+def test_no_route_with_routes_is_refused() -> None:
+    # S11
+    _refused("no-route: true and routes cannot both be given", {"no-route": True, "routes": [{"route": "a.b.c"}]})
+
+
+def test_image_in_both_places_must_agree() -> None:
+    # S1
+    _refused("differ: keep one", {"docker": {"image": "other/image:2"}})
+    assert _spec({"docker": {"image": IMAGE}}).image == IMAGE
+
+
+def test_image_only_in_the_manifest_is_enough() -> None:
+    # S1
+    spec = AppSpec.model_validate({"manifest": {"docker": {"image": IMAGE, "username": "amy"}}})
+    assert spec.image == IMAGE
+    assert spec.username == "amy"
+
+
+def test_an_image_is_required() -> None:
+    # S1
+    with pytest.raises(ValidationError, match=re.escape("set spec.dockerImage")):
+        AppSpec.model_validate({"manifest": {"instances": 1}})
+
+
+def test_usernames_in_both_places_must_agree() -> None:
+    # S1
+    _refused("dockerUsername and manifest.docker.username differ", {"docker": {"username": "a"}}, dockerUsername="b")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "spec"),
+    [
+        ({"instance": 2}, {}),
+        ({"processes": [{"type": "worker", "memroy": "1G"}]}, {}),
+        ({"routes": [{"route": "a.b", "port": 80}]}, {}),
+        ({"docker": {"image": IMAGE, "password": "inline"}}, {}),
+        ({"metadata": {"labels": {}, "owner": "x"}}, {}),
+        ({"sidecars": [{"name": "s", "process_types": ["web"], "command": "x", "disk_quota": "1G"}]}, {}),
+        ({}, {"dockerPassword": "inline"}),
+        ({}, {"dockerPasswordSecretRef": {"name": "s", "value": "inline"}}),
+    ],
+)
+def test_unknown_keys_are_refused(manifest: dict[str, Any], spec: dict[str, Any]) -> None:
+    # S1: never inline credentials; typos are errors, not silently ignored
+    _refused("Extra inputs are not permitted", manifest, **spec)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "match"),
+    [
+        ({"memory": "1GiB"}, "not a CF byte quantity"),
+        ({"disk_quota": "lots"}, "not a CF byte quantity"),
+        ({"timeout": 181}, "less than or equal to 180"),
+        ({"timeout": 0}, "greater than or equal to 1"),
+        ({"health-check-type": "tcp"}, "health-check-type"),
+        ({"health-check-http-endpoint": "health", "health-check-type": "http"}, "should match pattern"),
+        ({"processes": [{"type": "Worker"}]}, "should match pattern"),
+        ({"routes": [{"route": "bad host"}]}, "should match pattern"),
+        ({"sidecars": [{"name": "s", "process_types": ["nope"], "command": "x"}]}, "unknown process types: nope"),
+    ],
+)
+def test_bad_values_are_refused(manifest: dict[str, Any], match: str) -> None:
+    # S4, S10, S11
+    _refused(match, manifest)
+
+
+@pytest.mark.parametrize("ports", [[0], [65536], []])
+def test_spec_ports_must_be_tcp_port_numbers(ports: list[int]) -> None:
+    # S6
+    with pytest.raises(ValidationError):
+        _spec(ports=ports)
+
+
+def test_ignored_and_unenforced_keys_are_reported() -> None:
+    # S2
+    manifest = Manifest.model_validate(
+        {
+            "buildpacks": ["ruby"],
+            "stack": "cflinuxfs4",
+            "path": ".",
+            "log-rate-limit-per-second": "1K",
+            "random-route": True,
+        }
+    )
+    assert manifest.ignored_keys() == ["buildpacks", "stack", "path"]
+    assert manifest.unenforced_keys() == ["log-rate-limit-per-second", "random-route"]
+
+
+def test_app_from_resource_uses_metadata_and_manifest_name() -> None:
+    # S1, S9
+    body = {
+        "metadata": {"name": "shop", "namespace": "team", "uid": "u", "generation": 7},
+        "spec": {"dockerImage": IMAGE, "manifest": {"name": "storefront"}},
+    }
+    app = App.from_resource(body)
+    assert (app.name, app.namespace, app.uid, app.generation) == ("shop", "team", "u", 7)
+    assert app.app_name == "storefront"
+    assert App.from_resource({**body, "spec": {"dockerImage": IMAGE}}).app_name == "shop"
+
+
+def test_route_host_and_path() -> None:
+    # S11
+    route = _spec({"routes": [{"route": "Shop.Example.com:8443/a/b"}]}).manifest.routes[0]
+    assert route.host == "shop.example.com"
+    assert route.path == "/a/b"
