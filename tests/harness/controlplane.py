@@ -5,7 +5,8 @@ No kubelet: pods bound to the fake nodes get their status from `harness.pull_age
 
 Every process runs in its own process group with its log under `workdir/logs/`; `stop()` (also run at
 interpreter exit and, on Linux, by the kernel if this process dies: PR_SET_PDEATHSIG) SIGTERMs each group and
-SIGKILLs what is left.
+SIGKILLs what is left. PDEATHSIG fires when the *thread* that started a process exits: call start() from a
+thread that outlives the control plane (the main thread, as pytest and `python -m harness up` do).
 """
 
 from __future__ import annotations
