@@ -10,6 +10,7 @@ registry) and waits for the App to be Ready. Then it prints how to look with kub
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import threading
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit once the example App is Ready")
     args = parser.parse_args(argv)
     workdir: Path = args.dir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # every run starts from an empty cluster and registry
+    workdir.mkdir(parents=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
