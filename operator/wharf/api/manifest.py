@@ -215,4 +215,6 @@ class Manifest(ProcessSettings):
             keys.append("log-rate-limit-per-second")
         if self.random_route:
             keys.append("random-route")
+        if self.default_route and not self.routes:
+            keys.append("default-route")  # no default domain to route on: routes come only from `routes`
         return keys
