@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import os
+import socket
 import sys
 
 import kopf
@@ -24,7 +27,23 @@ def _parser() -> argparse.ArgumentParser:
     peering.add_argument("--peering", default=None, help="kopf peering name, for a standby replica's failover")
     peering.add_argument("--standalone", action="store_true", help="no peering (one replica)")
     run.add_argument("--liveness", default=None, help="health endpoint URL, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority (the highest live peer runs, the others pause); default with --peering: a "
+        "stable hash of $POD_ID (else the hostname) so replicas differ, else 0",
+    )
     return parser
+
+
+def default_priority(peering: str | None, pod_id: str | None = None) -> int:
+    """0 without peering. With peering, a stable 31-bit hash of the pod's name: kopf pauses every peer that sees
+    another live peer of the same priority, so replicas with one fixed priority would all pause."""
+    if peering is None:
+        return 0
+    identity = pod_id or os.environ.get("POD_ID") or socket.gethostname()
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     kopf.run(
         standalone=args.standalone or args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else default_priority(args.peering),
         liveness_endpoint=args.liveness,
         clusterwide=not namespaces,
         namespaces=namespaces,
