@@ -237,7 +237,7 @@ def _pods(op: Operator, namespace: str, app: str) -> list[dict[str, Any]]:
 
 
 def _ready(op: Operator, name: str, namespace: str) -> bool:
-    return op.condition(name, namespace).get("status") == "True"
+    return bool(op.condition(name, namespace).get("status") == "True")
 
 
 def _operator_alive(op: Operator) -> None:
@@ -365,7 +365,8 @@ def test_removing_the_only_start_command_keeps_the_running_instances(
         lambda: (c := op.condition("keeper", app_ns)).get("reason") == "NoStartCommand" and c,
         timeout=45,
     )
-    assert ready["status"] == "False" and "No start command found or specified" in ready["message"]
+    assert ready["status"] == "False"
+    assert "No start command found or specified" in ready["message"]
     assert op.condition("keeper", app_ns, "Stalled").get("status") == "True"
     _unchanged(op, "keeper", app_ns, before)
     container = before[0]["spec"]["template"]["spec"]["containers"][0]
@@ -389,7 +390,8 @@ def test_an_image_change_to_a_missing_tag_keeps_the_running_instances(
         lambda: (c := op.condition("stayer", app_ns)).get("reason") == "ImageNotFound" and c,
         timeout=45,
     )
-    assert ready["status"] == "False" and "no-such-tag" in ready["message"]
+    assert ready["status"] == "False"
+    assert "no-such-tag" in ready["message"]
     _unchanged(op, "stayer", app_ns, before)
     container = before[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"{registry_plain.host}/bad/single@{digest}"
