@@ -285,14 +285,21 @@ class RegistryClient:
 
     async def _fetch_manifest(self, ref: Reference, target: str, credentials: Credentials | None) -> Manifest:
         where = f"{ref.name}@{target}" if ":" in target else f"{ref.name}:{target}"
-        fetched = await self._get(
-            ref,
-            f"manifests/{target}",
-            accept=ACCEPT,
-            credentials=credentials,
-            limit=MAX_MANIFEST_BYTES,
-            what="manifest",
-        )
+        try:
+            fetched = await self._get(
+                ref,
+                f"manifests/{target}",
+                accept=ACCEPT,
+                credentials=credentials,
+                limit=MAX_MANIFEST_BYTES,
+                what="manifest",
+            )
+        except NotFound as error:
+            if "NAME_UNKNOWN" not in error.registry_code and await self._repository_missing(ref, credentials):
+                error.message = self._missing_repository_message(ref)
+                error.args = (error.message,)
+                error.registry_code = "NAME_UNKNOWN"
+            raise
         if ":" in target:  # by digest: the content must hash to it
             verify(fetched.body, target, "manifest", where)
             digest = target
@@ -305,6 +312,30 @@ class RegistryClient:
                     f"{digest}; something between wharf and the registry altered it"
                 )
         return parse_manifest(fetched.body, fetched.headers.get("content-type", ""), digest, where)
+
+    async def _repository_missing(self, ref: Reference, credentials: Credentials | None) -> bool:
+        """Registries (distribution among them) answer MANIFEST_UNKNOWN for a tag in a repository that does
+        not exist; asking for its tag list tells the two apart, so the message names the right mistake."""
+        try:
+            fetched = await self._send(
+                ref.registry,
+                f"{self._base_url(ref.registry)}/v2/{ref.path}/tags/list?n=1",
+                accept="application/json",
+                credentials=credentials,
+                limit=_ERROR_BODY_BYTES,
+                what="tag list",
+                where=str(ref),
+            )
+        except RegistryError:
+            return False
+        return fetched.status == 404 and "NAME_UNKNOWN" in RegistryErrorBody.parse(fetched.body).code
+
+    @staticmethod
+    def _missing_repository_message(ref: Reference) -> str:
+        return (
+            f"image {ref} not found: {ref.domain} has no repository {ref.path!r}; check the image name (and "
+            "registry) in spec.dockerImage"
+        )
 
     async def _config(self, ref: Reference, descriptor: Descriptor, credentials: Credentials | None) -> ConfigFacts:
         where = f"{ref.name}@{descriptor.digest}"
@@ -377,11 +408,11 @@ class RegistryClient:
             except httpx.HTTPError as error:
                 if is_tls_failure(error):
                     failure = Unavailable(
-                        f"TLS to {registry} failed ({error}): the registry's certificate is not trusted. The "
-                        "cluster admin can add its CA to WHARF_REGISTRY_CA_BUNDLE (or, for a registry without "
-                        "TLS, list it in WHARF_REGISTRY_INSECURE)"
+                        f"TLS to {registry} failed ({error}). If the registry's certificate comes from a "
+                        "private CA, the cluster admin can add that CA to WHARF_REGISTRY_CA_BUNDLE; if the "
+                        "registry serves plain HTTP, the admin can list it in WHARF_REGISTRY_INSECURE"
                     )
-                    failure.temporary = False
+                    failure.temporary = False  # retrying cannot fix trust; the admin's settings can
                     raise failure from error
                 raise Unavailable(
                     f"cannot reach the registry {registry} ({type(error).__name__}: {error}) after "
@@ -467,10 +498,7 @@ class RegistryClient:
         who = f"user {credentials.username!r}" if credentials else "anonymous pulls"
         if status == 404:
             if "NAME_UNKNOWN" in detail.code:
-                message = (
-                    f"image {ref} not found: {ref.domain} has no repository {ref.path!r}; check the image "
-                    "name (and registry) in spec.dockerImage"
-                )
+                message = self._missing_repository_message(ref)
             elif what != "manifest":
                 message = f"image {ref}: the registry is missing its {what} ({detail.code or 'HTTP 404'})"
             elif ref.digest:

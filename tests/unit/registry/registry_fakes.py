@@ -84,6 +84,8 @@ class FakeRegistry:
     requests: list[httpx.Request] = field(default_factory=list)
     token_requests: list[httpx.Request] = field(default_factory=list)
     issued: int = 0
+    # The spec allows NAME_UNKNOWN here; distribution 2.8 answers MANIFEST_UNKNOWN instead. Both are tested.
+    name_unknown_on_manifests: bool = True
     # A hook run before normal handling; return a response to override it.
     intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
 
@@ -208,11 +210,15 @@ class FakeRegistry:
             )
         parts = path.split("/")
         kind, target, repo = parts[-2], parts[-1], "/".join(parts[2:-2])
+        known_repo = any(key[0] == repo for key in self.manifests)
+        name_unknown = {"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}
+        if (kind, target) == ("tags", "list"):
+            if not known_repo:
+                return httpx.Response(404, json=name_unknown)
+            return httpx.Response(200, json={"name": repo, "tags": [t for r, t in self.manifests if r == repo]})
         if kind == "manifests":
-            if not any(key[0] == repo for key in self.manifests):
-                return httpx.Response(
-                    404, json={"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}
-                )
+            if not known_repo and self.name_unknown_on_manifests:
+                return httpx.Response(404, json=name_unknown)
             found = self.manifests.get((repo, target))
             if found is None:
                 return httpx.Response(

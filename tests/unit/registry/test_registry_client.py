@@ -262,6 +262,19 @@ async def test_missing_repository(fake: FakeRegistry, make_client: Callable[...,
     assert "repository name not known to registry" in str(caught.value)
 
 
+async def test_missing_repository_told_apart_from_missing_tag(
+    fake: FakeRegistry, make_client: Callable[..., RegistryClient]
+) -> None:
+    fake.name_unknown_on_manifests = False  # MANIFEST_UNKNOWN for both: the tag list tells them apart
+    fake.push("team/app", "1.0", image_config())
+    async with make_client() as client:
+        with pytest.raises(NotFound, match="has no repository 'team/other'"):
+            await client.resolve(f"{HOST}/team/other:1")
+        with pytest.raises(NotFound, match="has no tag '2'"):
+            await client.resolve(f"{HOST}/team/app:2")
+    assert fake.paths()[-1] == "/v2/team/app/tags/list"
+
+
 async def test_invalid_reference_contacts_nothing(
     fake: FakeRegistry, make_client: Callable[..., RegistryClient]
 ) -> None:
