@@ -106,6 +106,7 @@ class AppStatus(BaseModel):
     port: int | None = None
     ports: list[int] = Field(default_factory=list)
     run_as_user: int | None = Field(default=None, alias="runAsUser")
+    run_as_note: str | None = Field(default=None, alias="runAsNote")  # S7: why that uid, said plainly
     instances: str | None = None
     ready_instances: int | None = Field(default=None, alias="readyInstances")
     processes: list[ProcessStatus] = Field(default_factory=list)

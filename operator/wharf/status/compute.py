@@ -175,6 +175,7 @@ def compute(
         port=rendered.ports.routed if rendered else previous.port,
         ports=list(rendered.ports.listed) if rendered else previous.ports,
         run_as_user=rendered.run_as.uid if rendered else previous.run_as_user,
+        run_as_note=rendered.run_as.note if rendered else previous.run_as_note,
         instances=f"{web.ready}/{web.desired}" if web else previous.instances,
         ready_instances=web.ready if web else previous.ready_instances,
         processes=[
