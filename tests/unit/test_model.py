@@ -37,7 +37,7 @@ def test_a_pasted_cf_manifest_entry_is_accepted() -> None:
             "health-check-type": "http",
             "health-check-http-endpoint": "/health",
             "timeout": 120,
-            "env": {"DEBUG": True, "WORKERS": 4},
+            "env": {"DEBUG": "true", "WORKERS": 4},
             "routes": [{"route": "shop.example.com"}],
             "processes": [{"type": "worker", "instances": 1, "command": "./work"}],
         }
@@ -67,6 +67,12 @@ def test_readiness_endpoint_without_http_type_is_refused() -> None:
 def test_reserved_env_keys_are_refused(key: str) -> None:
     # S9
     _refused(f"env keys {key} are set by the platform", {"env": {key: "x", "OK": "y"}})
+
+
+@pytest.mark.parametrize("value", [True, False, 1.5, None, {"nested": 1}, ["a"]])
+def test_env_values_are_strings_or_integers_as_in_the_crd(value: object) -> None:
+    # S9: the CRD's int-or-string refuses other YAML scalars; the model says to quote them
+    _refused("env values are strings or integers: quote the value of FLAG", {"env": {"FLAG": value}})
 
 
 def test_env_keys_that_merely_contain_reserved_words_are_fine() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from wharf.api.units import to_megabytes
 
@@ -142,7 +142,8 @@ class Metadata(_Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-EnvValue = str | int | float | bool
+# The CRD's int-or-string: the apiserver refuses other YAML scalars (`true`, `1.5`), so the model does too.
+EnvValue = str | Annotated[int, Strict()]
 
 
 class Manifest(ProcessSettings):
@@ -163,6 +164,18 @@ class Manifest(ProcessSettings):
     sidecars: tuple[Sidecar, ...] = Field(default=(), max_length=16)
     services: tuple[str | Service, ...] = Field(default=(), max_length=64)
     metadata: Metadata | None = None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _scalar_env(cls, env: object) -> object:
+        if isinstance(env, dict):
+            bad = sorted(str(k) for k, v in env.items() if isinstance(v, bool) or not isinstance(v, str | int))
+            if bad:
+                raise ValueError(
+                    f"env values are strings or integers: quote the value of {', '.join(bad)} "
+                    '(write "true", "1.5")'
+                )
+        return env
 
     @field_validator("env")
     @classmethod
