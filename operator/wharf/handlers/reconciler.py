@@ -61,7 +61,9 @@ TRANSIENT = (Reason.REGISTRY_UNAVAILABLE, Reason.RATE_LIMITED)
 class Resolver(Protocol):
     """What the reconcile needs of the registry client (tests of the renderers need none of it)."""
 
-    async def resolve(self, reference: str, credentials: Credentials | None = None) -> ImageFacts: ...
+    async def resolve(
+        self, reference: str, credentials: Credentials | None = None, *, fresh: bool = False
+    ) -> ImageFacts: ...
 
 
 class RetryLaterError(Exception):
@@ -249,8 +251,13 @@ class Reconciler:
             return Resolution(last_good, Reason.CREDENTIALS_MISSING, problem, transient=False), password
         if current:
             return Resolution(last_good), password
+        # S13: a restage asks the registry now (no cached tag), so a tag just pushed again is seen.
+        restaging = last_good is not None and last_good.reference == reference and not current
         try:
-            facts = await self._resolver.resolve(reference, credentials)
+            if restaging:
+                facts = await self._resolver.resolve(reference, credentials, fresh=True)
+            else:
+                facts = await self._resolver.resolve(reference, credentials)
         except RegistryError as error:
             reason = _registry_reason(error)
             log.info("resolving %s for %s/%s failed: %s", reference, app.namespace, app.name, error)

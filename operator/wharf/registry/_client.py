@@ -160,7 +160,7 @@ class RegistryClient:
         self._tags: TTLCache[tuple[str, str, Credentials | None], Manifest] = TTLCache(cache_size, tag_ttl)
         self._manifests: LRUCache[tuple[str, str, Credentials | None], Manifest] = LRUCache(cache_size)
         self._configs: LRUCache[str, ConfigFacts] = LRUCache(cache_size)
-        self._resolving: SingleFlight[tuple[Reference, Credentials | None, str], ImageFacts] = SingleFlight()
+        self._resolving: SingleFlight[tuple[Reference, Credentials | None, str, bool], ImageFacts] = SingleFlight()
         self._fetching_manifest: SingleFlight[tuple[str, str, Credentials | None], Manifest] = SingleFlight()
         self._fetching_config: SingleFlight[str, ConfigFacts] = SingleFlight()
         self._probing: SingleFlight[str, None] = SingleFlight()
@@ -186,9 +186,17 @@ class RegistryClient:
     # -- public operations ------------------------------------------------------------------------------
 
     async def resolve(
-        self, reference: str, credentials: Credentials | None = None, *, platform: str | None = None
+        self,
+        reference: str,
+        credentials: Credentials | None = None,
+        *,
+        platform: str | None = None,
+        fresh: bool = False,
     ) -> ImageFacts:
         """Resolve `reference` (as a user wrote it) to the image's facts, pinned by digest (S13).
+
+        `fresh=True` asks the registry what the tag points to now, never the short-lived tag cache: a restage
+        right after a push must see the new digest.
 
         For a manifest list / OCI index, the facts come from the image for `platform` (default: the
         cluster's `settings.node_platform`), and `digest` is the index's digest: the kubelet picks each
@@ -203,7 +211,7 @@ class RegistryClient:
         try:
             async with asyncio.timeout(self._resolve_timeout):
                 return await self._resolving.do(
-                    (ref, credentials, wanted), lambda: self._resolve(ref, credentials, wanted)
+                    (ref, credentials, wanted, fresh), lambda: self._resolve(ref, credentials, wanted, fresh)
                 )
         except TimeoutError as error:
             raise Unavailable(
@@ -225,9 +233,11 @@ class RegistryClient:
 
     # -- the steps ---------------------------------------------------------------------------------------
 
-    async def _resolve(self, ref: Reference, credentials: Credentials | None, platform: str) -> ImageFacts:
+    async def _resolve(
+        self, ref: Reference, credentials: Credentials | None, platform: str, fresh: bool = False
+    ) -> ImageFacts:
         await self.check_v2(ref.registry)
-        top = await self._top_manifest(ref, credentials)
+        top = await self._top_manifest(ref, credentials, fresh)
         chosen = top
         depth = 0
         chosen_platform = ""
@@ -254,11 +264,11 @@ class RegistryClient:
             platform=chosen_platform or facts.platform,
         )
 
-    async def _top_manifest(self, ref: Reference, credentials: Credentials | None) -> Manifest:
+    async def _top_manifest(self, ref: Reference, credentials: Credentials | None, fresh: bool = False) -> Manifest:
         if ref.digest:
             return await self._manifest_by_digest(ref, ref.digest, credentials)
         key = (ref.name, ref.manifest_reference, credentials)
-        cached = self._tags.get(key)
+        cached = None if fresh else self._tags.get(key)
         if cached is not None:
             return cached
 
