@@ -4,6 +4,10 @@ Fixtures:
 - `wharf_operator` (session): the CRD installed, the operator running with every test registry trusted (plain
   HTTP ones listed as insecure, the test CA as the registry CA bundle, loopback allowed past the SSRF guard).
 - `app_ns` (function): a fresh PodSecurity-`restricted` namespace.
+- `outage_registry` (function): a plain-HTTP registry of the test's own, to stop()/start() for outages (S14). The
+  operator's insecure list is fixed when it starts, so the session reserves one loopback port for it up front
+  (held by a bound, non-listening SO_REUSEADDR socket so no other free_port() caller takes it), lists it as
+  insecure, and each test's outage registry serves on that port with fresh storage.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Operator:
     log_file: Path
     metrics_url: str
     health_url: str
+    outage_host: str = ""  # 127.0.0.1:PORT listed as insecure for `outage_registry`
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -73,7 +78,22 @@ class Operator:
         return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
 
 
-def _start(cluster: Cluster, registries: list[RegistryServer], ca_file: Path, workdir: Path) -> Operator:
+def _reserve_port() -> socket.socket:
+    """A loopback port kept from other free_port() callers until a registry binds it (Go sets SO_REUSEADDR, and
+    Linux lets it bind next to a socket that is bound but not listening)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def _start(
+    cluster: Cluster,
+    registries: list[RegistryServer],
+    ca_file: Path,
+    workdir: Path,
+    extra_insecure: tuple[str, ...] = (),
+) -> Operator:
     cluster.kubectl("apply", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
     for registry in registries:
@@ -82,7 +102,7 @@ def _start(cluster: Cluster, registries: list[RegistryServer], ca_file: Path, wo
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
-        "WHARF_REGISTRY_INSECURE": ",".join(r.host for r in registries if not r.tls),
+        "WHARF_REGISTRY_INSECURE": ",".join([*(r.host for r in registries if not r.tls), *extra_insecure]),
         "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registries live on loopback
         "WHARF_REGISTRY_CA_BUNDLE": str(ca_file),
         "WHARF_METRICS_PORT": str(metrics_port),
@@ -133,11 +153,26 @@ def wharf_operator(
 ) -> Iterator[Operator]:
     workdir = tmp_path_factory.mktemp("operator")
     registries = [registry_plain, registry_tls, registry_basic, registry_token]
-    operator = _start(cluster, registries, Path(registry_ca.cert), workdir)
+    reserved = _reserve_port()
+    outage_host = f"127.0.0.1:{reserved.getsockname()[1]}"
     try:
-        yield operator
+        operator = _start(cluster, registries, Path(registry_ca.cert), workdir, extra_insecure=(outage_host,))
+        operator.outage_host = outage_host
+        try:
+            yield operator
+        finally:
+            _stop(operator)
     finally:
-        _stop(operator)
+        reserved.close()
+
+
+@pytest.fixture
+def outage_registry(wharf_operator: Operator, registry_ca: Any, tmp_path: Path) -> Iterator[RegistryServer]:
+    """A plain registry on the operator's reserved insecure port, trusted by the nodes; stop()/start() at will."""
+    port = int(wharf_operator.outage_host.rsplit(":", 1)[1])
+    with RegistryServer("plain", ca=registry_ca, workdir=tmp_path / "outage-registry", port=port) as server:
+        wharf_operator.cluster.trust_registry(server)
+        yield server
 
 
 @pytest.fixture
