@@ -123,7 +123,11 @@ def compute(
         assert resolution.error_reason is not None
         message = f"{resolution.error_message}; {available}/{desired} instances keep serving the last good image"
         ready = (False, resolution.error_reason, message)
-        reconciling = (True, resolution.error_reason, "waiting for the registry: " + resolution.error_message)
+        if resolution.transient:
+            reconciling = (True, resolution.error_reason, "waiting for the registry: " + resolution.error_message)
+        else:
+            # Not found, unauthorized, no credentials: waiting will not help, only a change by someone (kstatus).
+            stalled = (True, resolution.error_reason, resolution.error_message)
     elif crash is not None:
         ready = (False, crash.reason, crash.describe())
         reconciling = (True, crash.reason, "instances are crashing")

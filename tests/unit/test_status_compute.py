@@ -1,0 +1,263 @@
+"""S2, S6, S13, S14, S15: the App's status from one reconcile, and what kstatus makes of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from render_support import DIGEST, make_app, make_facts, render_ok
+
+from wharf.api.app import App, AppStatus, ResolvedImage
+from wharf.api.conditions import ConditionType, Reason
+from wharf.render import Rendered
+from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
+from wharf.status.conditions import find
+from wharf.status.pulls import ContainerProblem
+
+T0 = "2024-05-01T10:00:00Z"
+T1 = "2024-05-01T10:05:00Z"
+ALL_TYPES = {c.value for c in ConditionType}
+IMAGE = ResolvedImage(**make_facts((3000,)).model_dump(), resolved_at=T0)
+
+
+# --- kstatus's documented rules for custom resources (sigs.k8s.io/cli-utils/pkg/kstatus) --------------------------
+def kstatus(generation: int, status: AppStatus) -> str:
+    if status.observed_generation is None or status.observed_generation < generation:
+        return "InProgress"
+    conditions = {c.type: c.status for c in status.conditions}
+    if conditions.get("Reconciling") == "True":
+        return "InProgress"
+    if conditions.get("Stalled") == "True":
+        return "Failed"
+    if conditions.get("Ready") == "True":
+        return "Current"
+    return "Unknown"  # neither done nor working nor stuck: a status no tool can read
+
+
+def _obs(desired: int = 2, available: int = 2, *, rolled_out: bool = True, problems: Any = ()) -> Observation:
+    process = ProcessObservation(
+        type="web", desired=desired, ready=available, available=available, updated=desired, rolled_out=rolled_out
+    )
+    return Observation(processes=[process], problems=list(problems))
+
+
+def _run(
+    app: App | None = None,
+    previous: AppStatus | None = None,
+    *,
+    now: str = T0,
+    resolution: Resolution | None = None,
+    rendered: Rendered | None = None,
+    blocked: Blocked | None = None,
+    observation: Observation | None = None,
+) -> AppStatus:
+    return compute(
+        app or make_app({"instances": 2}, generation=3),
+        previous or AppStatus(),
+        now=now,
+        resolution=resolution,
+        rendered=rendered,
+        blocked=blocked,
+        observation=observation,
+    )
+
+
+def _cond(status: AppStatus, type_: ConditionType) -> tuple[str, str]:
+    condition = find(status.conditions, type_.value)
+    assert condition is not None, f"{type_} missing"
+    return condition.status, condition.reason
+
+
+def _running(previous: AppStatus | None = None, now: str = T0) -> AppStatus:
+    return _run(previous=previous, now=now, resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs())
+
+
+PULL = ContainerProblem("shop-web-1", "app", "ErrImagePull", "rpc error: manifest unknown")
+CRASH = ContainerProblem("shop-web-2", "app", "CrashLoopBackOff", "back-off")
+
+
+def test_ready_when_all_instances_are_available() -> None:
+    # S15
+    status = _running()
+    assert _cond(status, ConditionType.READY) == ("True", "Running")
+    assert _cond(status, ConditionType.INSTANCES_AVAILABLE) == ("True", "Running")
+    assert _cond(status, ConditionType.IMAGE_RESOLVED) == ("True", "Resolved")
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert _cond(status, ConditionType.STALLED)[0] == "False"
+    assert (status.instances, status.ready_instances) == ("2/2", 2)
+    assert kstatus(3, status) == "Current"
+
+
+def test_status_reports_ports_user_image_and_buildpack() -> None:
+    # S2, S6, S13
+    status = _run(resolution=Resolution(IMAGE), rendered=render_ok(facts=make_facts((3000,))), observation=_obs())
+    assert (status.port, status.ports) == (3000, [3000])
+    assert status.run_as_user == 1000
+    assert status.image is not None
+    assert status.image.digest == DIGEST
+    assert status.buildpack == "unknown"
+
+
+def test_starting_while_rolling() -> None:
+    # S15
+    status = _run(resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs(available=1, rolled_out=False))
+    assert _cond(status, ConditionType.READY) == ("False", "Starting")
+    assert _cond(status, ConditionType.RECONCILING) == ("True", "Starting")
+    assert _cond(status, ConditionType.INSTANCES_AVAILABLE)[0] == "False"
+    assert kstatus(3, status) == "InProgress"
+
+
+def test_pull_failure_takes_precedence_and_says_failed_to_create_container() -> None:
+    # S14: within seconds, with the kubelet's cause
+    status = _run(
+        resolution=Resolution(IMAGE),
+        rendered=render_ok(),
+        observation=_obs(available=0, rolled_out=False, problems=[CRASH, PULL]),
+    )
+    ready = find(status.conditions, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "ImageNotFound")
+    assert ready.message.startswith("Failed to create container: ErrImagePull")
+    assert _cond(status, ConditionType.RECONCILING) == ("True", "ImageNotFound")
+    assert kstatus(3, status) == "InProgress"
+
+
+def test_crash_reported_when_no_pull_failure() -> None:
+    # S14
+    status = _run(resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs(available=1, problems=[CRASH]))
+    assert _cond(status, ConditionType.READY) == ("False", "CrashLoopBackOff")
+    assert kstatus(3, status) == "InProgress"
+
+
+def test_registry_outage_keeps_the_last_good_image() -> None:
+    # S14: instances keep running, status says the registry is unavailable and why; it heals by itself
+    previous = _running()
+    outage = Resolution(IMAGE, Reason.REGISTRY_UNAVAILABLE, "registry.example.com:5000: connection refused", True)
+    status = _run(previous=previous, now=T1, resolution=outage, rendered=render_ok(), observation=_obs())
+    assert _cond(status, ConditionType.READY) == ("False", "RegistryUnavailable")
+    assert _cond(status, ConditionType.RECONCILING) == ("True", "RegistryUnavailable")
+    assert _cond(status, ConditionType.IMAGE_RESOLVED) == ("False", "RegistryUnavailable")
+    assert _cond(status, ConditionType.STALLED)[0] == "False"
+    image_resolved = find(status.conditions, "ImageResolved")
+    assert image_resolved is not None
+    assert "connection refused" in image_resolved.message
+    assert DIGEST in image_resolved.message  # still running the last good digest
+    assert status.image == IMAGE
+    assert kstatus(3, status) == "InProgress"
+    healed = _running(previous=status, now="2024-05-01T10:10:00Z")
+    assert _cond(healed, ConditionType.READY) == ("True", "Running")
+    assert kstatus(3, healed) == "Current"
+
+
+def test_registry_outage_with_nothing_resolved_yet_retries() -> None:
+    # S14
+    outage = Resolution(None, Reason.REGISTRY_UNAVAILABLE, "connection refused", True)
+    status = _run(resolution=outage)
+    assert _cond(status, ConditionType.READY) == ("False", "RegistryUnavailable")
+    assert _cond(status, ConditionType.RECONCILING)[0] == "True"
+    assert _cond(status, ConditionType.STALLED)[0] == "False"
+    ready = find(status.conditions, "Ready")
+    assert ready is not None
+    assert "nothing was deployed" in ready.message
+    assert kstatus(3, status) == "InProgress"
+
+
+@pytest.mark.parametrize("reason", [Reason.IMAGE_NOT_FOUND, Reason.UNAUTHORIZED, Reason.UNSUPPORTED_REGISTRY])
+def test_permanent_registry_error_stalls(reason: Reason) -> None:
+    # S12, S14: only a change by someone can help
+    status = _run(resolution=Resolution(None, reason, "no such image", transient=False))
+    assert _cond(status, ConditionType.STALLED) == ("True", reason.value)
+    assert _cond(status, ConditionType.READY) == ("False", reason.value)
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert _cond(status, ConditionType.INSTANCES_AVAILABLE)[0] == "False"
+    assert kstatus(3, status) == "Failed"
+
+
+@pytest.mark.parametrize("reason", [Reason.IMAGE_NOT_FOUND, Reason.CREDENTIALS_MISSING])
+def test_permanent_registry_error_with_a_last_good_image_stalls_while_instances_serve(reason: Reason) -> None:
+    # S14: e.g. a restage to a tag that does not exist: the old instances keep serving, but waiting will not help
+    previous = _running()
+    status = _run(
+        previous=previous,
+        now=T1,
+        resolution=Resolution(IMAGE, reason, "the tag is gone", transient=False),
+        rendered=render_ok(),
+        observation=_obs(),
+    )
+    assert _cond(status, ConditionType.STALLED) == ("True", reason.value)
+    assert _cond(status, ConditionType.READY) == ("False", reason.value)
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert _cond(status, ConditionType.INSTANCES_AVAILABLE)[0] == "True"
+    assert status.image == IMAGE
+    assert kstatus(3, status) == "Failed"
+
+
+@pytest.mark.parametrize("reason", [Reason.NO_START_COMMAND, Reason.ROOT_USER_REFUSED, Reason.INVALID_SPEC])
+def test_blocked_stalls(reason: Reason) -> None:
+    # S5, S7
+    status = _run(resolution=Resolution(IMAGE), blocked=Blocked(reason, "cannot run"))
+    assert _cond(status, ConditionType.STALLED) == ("True", reason.value)
+    assert _cond(status, ConditionType.READY) == ("False", reason.value)
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert kstatus(3, status) == "Failed"
+
+
+def test_stopped_is_ready_with_reason_stopped() -> None:
+    # S15
+    app = make_app({"instances": 2}, generation=3, state="STOPPED")
+    status = _run(app, resolution=Resolution(IMAGE), rendered=render_ok(app), observation=_obs(desired=0, available=0))
+    assert _cond(status, ConditionType.READY) == ("True", "Stopped")
+    assert kstatus(3, status) == "Current"
+
+
+def test_all_six_conditions_on_the_first_visit() -> None:
+    # S14: every condition present from the start, with observedGeneration and a transition time
+    for status in (
+        _run(),
+        _run(resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs(available=0, rolled_out=False)),
+    ):
+        assert {c.type for c in status.conditions} == ALL_TYPES
+        assert len(status.conditions) == 6
+        assert all(c.observed_generation == 3 for c in status.conditions)
+        assert all(c.last_transition_time == T0 for c in status.conditions)
+        assert status.observed_generation == 3
+        assert kstatus(3, status) == "InProgress"
+
+
+def test_last_transition_time_moves_only_when_the_status_changes() -> None:
+    # S14: Kubernetes API conventions
+    first = _running(now=T0)
+    same = _running(previous=first, now=T1)
+    assert [c.last_transition_time for c in same.conditions] == [T0] * 6
+    rolling = _run(
+        previous=same, now=T1, resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs(available=1)
+    )
+    times = {c.type: c.last_transition_time for c in rolling.conditions}
+    assert times["Ready"] == T1
+    assert times["Reconciling"] == T1
+    assert times["InstancesAvailable"] == T1
+    assert times["ImageResolved"] == T0
+    assert times["Stalled"] == T0
+
+
+def test_observed_generation_follows_the_app() -> None:
+    # S15
+    app = make_app({"instances": 2}, generation=9)
+    status = _run(app, previous=_running(), resolution=Resolution(IMAGE), rendered=render_ok(app), observation=_obs())
+    assert status.observed_generation == 9
+    assert all(c.observed_generation == 9 for c in status.conditions)
+    assert kstatus(9, status) == "Current"
+    assert kstatus(10, status) == "InProgress"  # a newer spec not yet seen
+
+
+def test_manifest_warnings_condition() -> None:
+    # S2: ignored keys are said, not silently dropped
+    app = make_app({"buildpacks": ["ruby"], "stack": "cflinuxfs4"}, generation=3)
+    status = _run(app, resolution=Resolution(IMAGE), rendered=render_ok(app), observation=_obs(desired=1, available=1))
+    warnings = find(status.conditions, "ManifestWarnings")
+    assert warnings is not None
+    assert (warnings.status, warnings.reason) == ("True", "IgnoredKeys")
+    assert "buildpacks" in warnings.message
+    assert "stack" in warnings.message
+    assert kstatus(3, status) == "Current"  # a warning does not hold the App back
+    assert _cond(_running(), ConditionType.MANIFEST_WARNINGS) == ("False", "None")
