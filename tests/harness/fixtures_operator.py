@@ -8,6 +8,9 @@ Fixtures:
   operator's insecure list is fixed when it starts, so the session reserves one loopback port for it up front
   (held by a bound, non-listening SO_REUSEADDR socket so no other free_port() caller takes it), lists it as
   insecure, and each test's outage registry serves on that port with fresh storage.
+
+The session operator watches every namespace except `wharf-solo-*` (SOLO_NAMESPACES), which are for tests that
+start an operator of their own with other settings.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "app.yaml"
+# Namespaces the session operator leaves alone (a kopf negated glob), so a test may run a second operator with
+# other cluster-admin settings there (e.g. WHARF_ROOT_USER_POLICY=refuse) without the two fighting over an App.
+SOLO_NAMESPACES = "wharf-solo-*"
 
 
 def free_port() -> int:
@@ -111,7 +117,8 @@ def _start(
     log_file = workdir / "operator.log"
     health_url = f"http://127.0.0.1:{health_port}/healthz"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}"],
+        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}",
+         f"--namespace=!{SOLO_NAMESPACES}"],
         env=env,
         stdout=log_file.open("wb"),
         stderr=subprocess.STDOUT,

@@ -4,11 +4,10 @@ Root (`root`, empty, unset, `0`, `0:0`) and non-numeric (`nginx`) users run as t
 under the default run-as-non-root policy, and the App says so (status.runAsUser, status.runAsNote); numeric
 users run as themselves; a non-root image listening below 1024 gets the safe unprivileged-port sysctl.
 
-The `refuse` policy is a cluster-admin setting (WHARF_ROOT_USER_POLICY=refuse): the operator started by the
-session watches every namespace, so a second operator with that policy would fight it over the same App. The
-refuse policy is therefore proven through the Reconciler (the same parse -> resolve -> render -> report path the
-operator runs) with a fake Kubernetes API and resolver, and on the real cluster only when the session operator
-leaves `wharf-solo-*` namespaces alone (see `test_refuse_policy_on_the_real_cluster`).
+The `refuse` policy is a cluster-admin setting (WHARF_ROOT_USER_POLICY=refuse). It is proven through the
+Reconciler (the same parse -> resolve -> render -> report path the operator runs) with a fake Kubernetes API and
+resolver, and on the real cluster by a second `wharf run` with that policy, watching one `wharf-solo-*`
+namespace: the session operator leaves those alone (harness SOLO_NAMESPACES), so the two never fight over an App.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.fixtures_operator import Operator, free_port
+from harness.fixtures_operator import SOLO_NAMESPACES, Operator, free_port
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
 from wharf.api.image import ExposedPort, ImageFacts
@@ -37,7 +36,7 @@ from wharf.registry import Credentials
 
 cluster_marks = [pytest.mark.cluster, pytest.mark.registry]
 DEFAULT_UID = 2000  # Settings.default_uid: the session operator keeps the default
-SOLO_PREFIX = "wharf-solo-"  # namespaces the session operator must leave alone for a second operator
+SOLO_PREFIX = SOLO_NAMESPACES.rstrip("*")  # the session operator leaves these to a second operator
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,7 @@ def _pods(op: Operator, namespace: str, app: str) -> list[dict[str, Any]]:
 
 
 def _no_admission_failures(op: Operator, namespace: str) -> None:
-    out = op.cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=FailedCreate",
-                             "-o", "json")
+    out = op.cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=FailedCreate", "-o", "json")
     failures = [e["message"] for e in json.loads(out.stdout)["items"]]
     assert failures == [], failures
 
@@ -171,8 +169,7 @@ def test_the_namespace_really_enforces_restricted(wharf_operator: Operator, user
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "rooty", "namespace": users_ns},
-        "spec": {"containers": [{"name": "c", "image": "example.com/x:1"}],
-                 "securityContext": {"runAsUser": 0}},
+        "spec": {"containers": [{"name": "c", "image": "example.com/x:1"}], "securityContext": {"runAsUser": 0}},
     }
     refused = op.cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
     assert refused.returncode != 0
@@ -217,8 +214,13 @@ class FakeResolver:
         self.user = user
 
     async def resolve(self, reference: str, credentials: Credentials | None = None) -> ImageFacts:
-        return ImageFacts(reference=reference, digest="sha256:" + "cd" * 32, user=self.user, cmd=("/app/server",),
-                          exposed_ports=(ExposedPort(port=8080, protocol="tcp"),))
+        return ImageFacts(
+            reference=reference,
+            digest="sha256:" + "cd" * 32,
+            user=self.user,
+            cmd=("/app/server",),
+            exposed_ports=(ExposedPort(port=8080, protocol="tcp"),),
+        )
 
 
 def _reconcile(user: str, policy: RootUserPolicy) -> FakeKube:
@@ -268,17 +270,20 @@ def test_default_policy_runs_root_as_the_default_uid_through_the_reconciler() ->
 # -- the refuse policy on the real cluster, when the session operator can make room for it ------------------
 def _session_skips_solo_namespaces(op: Operator) -> bool:
     args = op.process.args
-    return isinstance(args, list) and any(str(a).strip() == f"!{SOLO_PREFIX}*" for a in args)
+    return isinstance(args, list) and any(str(a).endswith(f"!{SOLO_PREFIX}*") for a in args)
 
 
 @pytest.fixture
-def refusing_operator(wharf_operator: Operator, registry_plain: RegistryServer,
-                      tmp_path: Path) -> Iterator[tuple[Operator, str]]:
+def refusing_operator(
+    wharf_operator: Operator, registry_plain: RegistryServer, tmp_path: Path
+) -> Iterator[tuple[Operator, str]]:
     """A second `wharf run`, WHARF_ROOT_USER_POLICY=refuse, watching one `wharf-solo-*` namespace only."""
     op = wharf_operator
     if not _session_skips_solo_namespaces(op):
-        pytest.skip(f"the session operator watches every namespace (no '!{SOLO_PREFIX}*'): a second operator "
-                    "would fight it; the refuse policy is covered through the Reconciler above")
+        pytest.skip(
+            f"the session operator watches every namespace (no '!{SOLO_PREFIX}*'): a second operator "
+            "would fight it; the refuse policy is covered through the Reconciler above"
+        )
     namespace = op.cluster.create_namespace(f"{SOLO_PREFIX}{uuid.uuid4().hex[:8]}")
     health_port, metrics_port = free_port(), free_port()
     env = {
@@ -292,9 +297,20 @@ def refusing_operator(wharf_operator: Operator, registry_plain: RegistryServer,
     health_url = f"http://127.0.0.1:{health_port}/healthz"
     log_file = tmp_path / "refusing-operator.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}",
-         "--namespace", namespace],
-        env=env, stdout=log_file.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "wharf.main",
+            "run",
+            "--standalone",
+            f"--liveness={health_url}",
+            "--namespace",
+            namespace,
+        ],
+        env=env,
+        stdout=log_file.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     solo = Operator(op.cluster, process, log_file, f"http://127.0.0.1:{metrics_port}/metrics", health_url)
 
@@ -329,8 +345,11 @@ def test_refuse_policy_on_the_real_cluster(
     solo.apply(app_body("rooted", namespace, f"{registry_plain.host}/users/user-root:v1", memory="64M"))
     solo.apply(app_body("numbered", namespace, f"{registry_plain.host}/users/user-numeric:v1", memory="64M"))
 
-    ready = solo.wait_for("RootUserRefused", lambda: (c := solo.condition("rooted", namespace)).get("reason")
-                          == "RootUserRefused" and c, timeout=45)
+    ready = solo.wait_for(
+        "RootUserRefused",
+        lambda: (c := solo.condition("rooted", namespace)).get("reason") == "RootUserRefused" and c,
+        timeout=45,
+    )
     assert ready["status"] == "False"
     assert "USER 1000" in ready["message"]
     assert solo.condition("rooted", namespace, "Stalled").get("status") == "True"
