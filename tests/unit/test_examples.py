@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from render_support import assert_restricted, make_facts, schema_problems
+
 from wharf.api.app import API_VERSION, KIND, App
 from wharf.config import Settings
 from wharf.render import render
@@ -39,7 +39,8 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_parses_and_renders(path: Path) -> None:  # S1
     body = load(path)
-    assert body["apiVersion"] == API_VERSION and body["kind"] == KIND
+    assert body["apiVersion"] == API_VERSION
+    assert body["kind"] == KIND
     body["metadata"]["uid"] = "0f0e0d0c-0000-4000-8000-00000000000e"
     app = App.from_resource(body)
     facts = make_facts(
