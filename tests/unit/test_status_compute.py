@@ -25,6 +25,8 @@ def kstatus(generation: int, status: AppStatus) -> str:
     if status.observed_generation is None or status.observed_generation < generation:
         return "InProgress"
     conditions = {c.type: c.status for c in status.conditions}
+    # Tools that read only Reconciling/Stalled must not see both at once.
+    assert not (conditions.get("Reconciling") == "True" and conditions.get("Stalled") == "True")
     if conditions.get("Reconciling") == "True":
         return "InProgress"
     if conditions.get("Stalled") == "True":
