@@ -70,10 +70,10 @@ class _ConfigurationAuth(httpx.Auth):
         self._configuration = configuration
 
     def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
-        hook = getattr(self._configuration, "refresh_api_key_hook", None)
-        if hook is not None:
-            hook(self._configuration)
-        token = self._configuration.get_api_key_with_prefix("authorization") if self._configuration.api_key else None
+        # The kubernetes client stores a kubeconfig or in-cluster token under "BearerToken" (already "Bearer ...");
+        # older versions and hand-made configurations used "authorization". get_api_key_with_prefix runs the
+        # refresh hook itself.
+        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             request.headers["Authorization"] = token
         yield request
