@@ -167,6 +167,9 @@ REFUSED: dict[str, Refused] = {
         spec(**{"no-route": True, "routes": [{"route": "shop.example.com"}]}),
         ("no-route: true and routes cannot both be given: remove one",),
     ),
+    "route-not-a-hostname": Refused(
+        "S11", spec(routes=[{"route": "shop-.example..com"}]), ("spec.manifest.routes[0].route", "should match")
+    ),
     # S15: state
     "state-running": Refused(
         "S15",

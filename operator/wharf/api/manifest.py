@@ -96,7 +96,7 @@ class Process(ProcessSettings):
 
 
 class Route(_Strict):
-    route: str = Field(max_length=512, pattern=r"^[A-Za-z0-9*]([-A-Za-z0-9.*]*)(:[0-9]+)?(/.*)?$")
+    route: str = Field(max_length=512, pattern=r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*(:[0-9]+)?(/.*)?$")
     protocol: str | None = Field(default=None, pattern=r"^(http1|http2|tcp)$")
 
     @property
