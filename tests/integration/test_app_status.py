@@ -1,0 +1,433 @@
+"""The App's status on the real control plane and the real registry (issue 5: status a person and a tool can act on).
+
+S13 (pinned digest, restage re-resolves), S14 (the registry is needed to deploy/scale/restage; an outage keeps
+running instances and the last good resolution, says so, and heals by itself; pull failures show within seconds as
+`Failed to create container`), S12 (Basic and Bearer-token auth, TLS with the admin's CA bundle).
+
+Ready is what `kubectl wait`, Argo CD and Flux read; Reconciling/Stalled/observedGeneration are what kstatus (kpt,
+Flux's health checks, cli-utils) reads: `kstatus()` below restates its documented rules for custom resources and
+is evaluated on App objects read back from the apiserver.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.fixtures_operator import Operator
+from harness.images import STANDARD_IMAGES, push_image
+from harness.registry import TEST_PASSWORD, TEST_USERNAME, RegistryServer
+
+pytestmark = [pytest.mark.cluster, pytest.mark.registry]
+
+APP_LABEL = "wharf.dev/app"
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def app(name: str, namespace: str, image: str, spec: dict[str, Any] | None = None, **manifest: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"dockerImage": image, "manifest": manifest, **(spec or {})},
+    }
+
+
+def conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions", [])}
+
+
+def kstatus(obj: dict[str, Any]) -> str:
+    """kstatus's rules for custom resources (sigs.k8s.io/cli-utils/pkg/kstatus, "CRD Status Convention"):
+    InProgress while metadata.generation > status.observedGeneration or Reconciling is True; Failed when Stalled is
+    True; Current when Ready is True. A Ready that is not True with neither of the others set is not done yet."""
+    generation = obj["metadata"].get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if observed is not None and generation is not None and generation > observed:
+        return "InProgress"
+    conds = conditions(obj)
+    if conds.get("Reconciling", {}).get("status") == "True":
+        return "InProgress"
+    if conds.get("Stalled", {}).get("status") == "True":
+        return "Failed"
+    if conds.get("Ready", {}).get("status") == "True":
+        return "Current"
+    return "InProgress"
+
+
+def assert_kstatus_consistent(obj: dict[str, Any]) -> None:
+    """Tools that read only Reconciling/Stalled (older kstatus) must agree with Ready: a Ready that is not True
+    always comes with Reconciling or Stalled True, and never both."""
+    conds = conditions(obj)
+    ready = conds["Ready"]["status"]
+    reconciling = conds["Reconciling"]["status"] == "True"
+    stalled = conds["Stalled"]["status"] == "True"
+    assert not (reconciling and stalled), conds
+    if ready != "True":
+        assert reconciling or stalled, conds
+    else:
+        assert not reconciling, conds
+        assert not stalled, conds
+
+
+def pods(op: Operator, name: str, ns: str) -> list[dict[str, Any]]:
+    out = op.cluster.kubectl("get", "pods", "-n", ns, "-l", f"{APP_LABEL}={name}", "-o", "json").stdout
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def running(pod: dict[str, Any]) -> bool:
+    return pod["status"].get("phase") == "Running" and all(
+        c.get("ready") for c in pod["status"].get("containerStatuses") or [{}]
+    )
+
+
+def app_events(op: Operator, name: str, ns: str) -> list[dict[str, Any]]:
+    out = op.cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        f"involvedObject.kind=App,involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return sorted(json.loads(out)["items"], key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
+
+
+def is_ready(op: Operator, name: str, ns: str) -> bool:
+    return op.condition(name, ns).get("status") == "True"
+
+
+def wait_ready(op: Operator, name: str, ns: str, instances: str | None = None, timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = op.get("app", name, ns)
+        if not obj or conditions(obj).get("Ready", {}).get("status") != "True":
+            return None
+        if instances is not None and (obj.get("status") or {}).get("instances") != instances:
+            return None
+        return obj
+
+    result: dict[str, Any] = op.wait_for(f"App {name} Ready {instances or ''}", check, timeout=timeout)
+    return result
+
+
+def deployed_objects(op: Operator, ns: str) -> list[str]:
+    out = op.cluster.kubectl("get", "deployments,services,pods", "-n", ns, "-o", "name").stdout
+    return out.split()
+
+
+def reconciles(op: Operator) -> float:
+    text = httpx.get(op.metrics_url, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("wharf_reconciles_total"))
+
+
+def secret(name: str, ns: str, password: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(password.encode()).decode()},
+    }
+
+
+# -- kubectl wait, a missing tag, kstatus ---------------------------------------------------------------------
+def test_kubectl_wait_succeeds_for_good_app_and_times_out_for_missing_tag(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    digest = push_image(registry_plain, "status/good", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("good", app_ns, f"{registry_plain.host}/status/good:v1"))
+    op.apply(app("bad", app_ns, f"{registry_plain.host}/status/good:no-such-tag"))
+
+    # Ready is what GitOps scripts wait on (issue 5).
+    op.cluster.kubectl("wait", "--for=condition=Ready", "app/good", "-n", app_ns, "--timeout=60s", timeout=70)
+    waited = op.cluster.kubectl(
+        "wait", "--for=condition=Ready", "app/bad", "-n", app_ns, "--timeout=5s", check=False, timeout=20
+    )
+    assert waited.returncode != 0, waited.stdout
+
+    good = op.get("app", "good", app_ns)
+    assert good is not None
+    assert good["status"]["image"]["digest"] == digest  # S13: pinned, shown in status
+    assert kstatus(good) == "Current"
+    assert_kstatus_consistent(good)
+
+    # S13/S14: a missing tag is ImageNotFound, names the tag, and nothing is deployed; only a person can fix it.
+    bad = op.wait_for(
+        "bad App reported",
+        lambda: (
+            (b := op.get("app", "bad", app_ns))
+            and conditions(b).get("ImageResolved", {}).get("status") == "False"
+            and b
+        ),
+    )
+    conds = conditions(bad)
+    assert conds["ImageResolved"]["reason"] == "ImageNotFound", conds
+    assert "no-such-tag" in conds["ImageResolved"]["message"]
+    assert conds["Ready"]["status"] == "False"
+    assert conds["Ready"]["reason"] == "ImageNotFound"
+    assert "no-such-tag" in conds["Ready"]["message"]
+    assert conds["Stalled"]["status"] == "True"
+    assert kstatus(bad) == "Failed"
+    assert_kstatus_consistent(bad)
+    assert op.get("deployment", "bad-web", app_ns) is None
+    assert op.get("service", "bad", app_ns) is None
+    assert not pods(op, "bad", app_ns)
+    warnings = [e for e in app_events(op, "bad", app_ns) if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["ImageNotFound"], warnings
+
+
+def test_kstatus_in_progress_until_observed_generation_catches_up(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    push_image(registry_plain, "status/gen", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("gen", app_ns, f"{registry_plain.host}/status/gen:v1"))
+    before = wait_ready(op, "gen", app_ns, "1/1")
+    assert kstatus(before) == "Current"
+    assert before["status"]["observedGeneration"] == before["metadata"]["generation"]
+
+    # The object the apiserver returns for the write itself: generation moved, the operator has not seen it yet.
+    out = op.cluster.kubectl(
+        "patch",
+        "app",
+        "gen",
+        "-n",
+        app_ns,
+        "--type=merge",
+        "-o",
+        "json",
+        "-p",
+        json.dumps({"spec": {"manifest": {"instances": 2}}}),
+    ).stdout
+    written = json.loads(out)
+    assert written["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    assert kstatus(written) == "InProgress"
+
+    # The operator observes the new generation, and kstatus says Current once 2/2 run.
+    after = wait_ready(op, "gen", app_ns, "2/2")
+    assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
+    assert all(c.get("observedGeneration") == after["metadata"]["generation"] for c in after["status"]["conditions"])
+    assert kstatus(after) == "Current"
+    assert_kstatus_consistent(after)
+
+
+# -- S14: a registry outage while scaling ---------------------------------------------------------------------
+def test_registry_outage_during_scale_is_reported_and_heals_by_itself(
+    wharf_operator: Operator, outage_registry: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    reg = outage_registry
+    digest = push_image(reg, "status/outage", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("out", app_ns, f"{reg.host}/status/outage:v1", instances=1))
+    wait_ready(op, "out", app_ns, "1/1")
+    (first,) = pods(op, "out", app_ns)
+    assert running(first)
+
+    reg.stop()
+    op.apply(app("out", app_ns, f"{reg.host}/status/outage:v1", instances=3))  # S14: scaling needs the registry
+
+    def pull_failure() -> dict[str, Any] | None:
+        obj = op.get("app", "out", app_ns)
+        ready = conditions(obj).get("Ready", {})
+        return obj if ready.get("status") == "False" and ready.get("reason") == "RegistryUnavailable" else None
+
+    # Within seconds (not a 10-minute progress deadline): the kubelet's words, classified.
+    failing = op.wait_for("Ready False RegistryUnavailable", pull_failure, timeout=20)
+    ready = conditions(failing)["Ready"]
+    assert ready["message"].startswith("Failed to create container:"), ready
+    assert "ErrImagePull" in ready["message"] or "ImagePullBackOff" in ready["message"], ready
+    assert kstatus(failing) == "InProgress"  # the kubelet retries: not Failed
+    assert_kstatus_consistent(failing)
+    assert failing["status"]["image"]["digest"] == digest  # the last good resolution is kept
+
+    # The running instance keeps running; the new ones cannot pull.
+    now = {p["metadata"]["name"]: p for p in pods(op, "out", app_ns)}
+    assert first["metadata"]["name"] in now
+    assert running(now[first["metadata"]["name"]])
+    new = [p for n, p in now.items() if n != first["metadata"]["name"]]
+    assert len(new) == 2
+    assert not any(running(p) for p in new)
+    deployment = op.get("deployment", "out-web", app_ns)
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{reg.host}/status/outage@{digest}"
+
+    # It stays reported as failing across several refreshes, with one Warning, not one per reconcile.
+    op.wait_for(
+        "a Warning event for the pull failure",
+        lambda: any(e["type"] == "Warning" for e in app_events(op, "out", app_ns)),
+        timeout=10,
+    )
+    warnings_before = [e for e in app_events(op, "out", app_ns) if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings_before] == ["RegistryUnavailable"], warnings_before
+    assert warnings_before[0]["message"].startswith("Failed to create container:")
+    count = reconciles(op)
+    for i in range(3):
+        op.cluster.kubectl("annotate", "deployment/out-web", "-n", app_ns, f"wharf-test/touch={i}", "--overwrite")
+    op.wait_for("refresh reconciles", lambda: reconciles(op) >= count + 3, timeout=20)
+    assert pull_failure() is not None
+    warnings_after = [e for e in app_events(op, "out", app_ns) if e["type"] == "Warning"]
+    assert len(warnings_after) == 1, warnings_after
+    assert (warnings_after[0].get("count") or 1) == 1, warnings_after
+
+    # The registry comes back: nobody touches anything, the App is Ready with 3/3.
+    reg.start()
+    healed = wait_ready(op, "out", app_ns, "3/3", timeout=60)
+    assert kstatus(healed) == "Current"
+    assert_kstatus_consistent(healed)
+    assert first["metadata"]["name"] in {p["metadata"]["name"] for p in pods(op, "out", app_ns)}
+    assert all(running(p) for p in pods(op, "out", app_ns))
+    events = app_events(op, "out", app_ns)
+    normal_after = [e["reason"] for e in events if e["type"] == "Normal" and e["reason"] in ("Recovered", "Running")]
+    # Recovered when the App was failing right before; Running when the last step was a plain rollout.
+    assert normal_after, [(e["type"], e["reason"]) for e in events]
+    assert len(events) <= 8, [(e["type"], e["reason"], e["message"]) for e in events]  # transitions only
+
+
+# -- S13/S14: restage while the registry is down --------------------------------------------------------------
+def test_restage_while_registry_down_keeps_serving_digest_and_completes_on_return(
+    wharf_operator: Operator, outage_registry: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    reg = outage_registry
+    digest = push_image(reg, "status/restage", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("rs", app_ns, f"{reg.host}/status/restage:v1", instances=2))
+    ready_before = wait_ready(op, "rs", app_ns, "2/2")
+    resolved_before = ready_before["status"]["image"]["resolvedAt"]
+    old_pods = {p["metadata"]["name"] for p in pods(op, "rs", app_ns)}
+
+    reg.stop()
+    op.cluster.kubectl("patch", "app", "rs", "-n", app_ns, "--type=merge", "-p", '{"spec":{"restage":"r1"}}')
+
+    def unavailable() -> dict[str, Any] | None:
+        obj = op.get("app", "rs", app_ns)
+        ready = conditions(obj).get("Ready", {})
+        gen_seen = (obj or {}).get("status", {}).get("observedGeneration") == (obj or {}).get("metadata", {}).get(
+            "generation"
+        )
+        return (
+            obj
+            if gen_seen and ready.get("status") == "False" and ready.get("reason") == "RegistryUnavailable"
+            else None
+        )
+
+    down = op.wait_for("Ready False RegistryUnavailable after restage", unavailable, timeout=30)
+    conds = conditions(down)
+    assert "keep serving" in conds["Ready"]["message"], conds["Ready"]  # S14: says instances keep serving
+    assert "2/2" in conds["Ready"]["message"], conds["Ready"]
+    assert conds["ImageResolved"]["status"] == "False"
+    assert conds["ImageResolved"]["reason"] == "RegistryUnavailable"
+    assert digest in conds["ImageResolved"]["message"]  # the last good digest, kept
+    assert conds["Stalled"]["status"] == "False"  # an outage heals by itself
+    assert kstatus(down) == "InProgress"
+    assert_kstatus_consistent(down)
+    assert down["status"]["image"]["digest"] == digest
+
+    # The old pods keep running and the Deployment still runs digest A.
+    current = pods(op, "rs", app_ns)
+    assert {p["metadata"]["name"] for p in current} == old_pods
+    assert all(running(p) for p in current)
+    deployment = op.get("deployment", "rs-web", app_ns)
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{reg.host}/status/restage@{digest}"
+
+    # The registry returns: the restage completes by itself (the operator retries transient failures soon).
+    reg.start()
+
+    def restaged() -> dict[str, Any] | None:
+        obj = op.get("app", "rs", app_ns)
+        c = conditions(obj)
+        image = (obj or {}).get("status", {}).get("image") or {}
+        ok = c.get("Ready", {}).get("status") == "True" and c.get("ImageResolved", {}).get("status") == "True"
+        return obj if ok and image.get("restage") == "r1" else None
+
+    done = op.wait_for("restage completes", restaged, timeout=45)
+    assert done["status"]["image"]["digest"] == digest
+    assert done["status"]["image"]["resolvedAt"] >= resolved_before
+    assert kstatus(done) == "Current"
+    assert_kstatus_consistent(done)
+
+
+# -- S12: authentication and TLS ------------------------------------------------------------------------------
+def test_wrong_password_is_unauthorized_and_stalled_fixing_the_secret_deploys(
+    wharf_operator: Operator, registry_basic: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    digest = push_image(registry_basic, "status/private", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(secret("regpass", app_ns, "wrong-password"))
+    spec = {"dockerUsername": TEST_USERNAME, "dockerPasswordSecretRef": {"name": "regpass", "key": "password"}}
+    op.apply(app("priv", app_ns, f"{registry_basic.host}/status/private:v1", spec=spec))
+
+    def reported() -> dict[str, Any] | None:
+        obj = op.get("app", "priv", app_ns)
+        return obj if conditions(obj).get("ImageResolved", {}).get("status") == "False" else None
+
+    bad = op.wait_for("Unauthorized reported", reported, timeout=30)
+    conds = conditions(bad)
+    assert conds["ImageResolved"]["reason"] == "Unauthorized", conds["ImageResolved"]
+    assert conds["Ready"]["status"] == "False"
+    assert conds["Ready"]["reason"] == "Unauthorized"
+    assert conds["Stalled"]["status"] == "True"  # only someone fixing the password helps
+    assert kstatus(bad) == "Failed"
+    assert_kstatus_consistent(bad)
+    assert TEST_PASSWORD not in json.dumps(bad)
+    assert "wrong-password" not in json.dumps(bad)
+    assert deployed_objects(op, app_ns) == []
+
+    # Fixing the Secret: wharf never watches Secrets (RBAC: get only, see the chart), so the fix is picked up at
+    # the slow retry of a failure only a person can fix (60 s after the last attempt), by itself, with no touch.
+    op.apply(secret("regpass", app_ns, TEST_PASSWORD))
+    good = wait_ready(op, "priv", app_ns, "1/1", timeout=90)
+    assert good["status"]["image"]["digest"] == digest
+    assert kstatus(good) == "Current"
+    # The derived pull Secret lets the pods pull from the authenticated registry.
+    deployment = op.get("deployment", "priv-web", app_ns)
+    assert deployment is not None
+    pull_secrets = [s["name"] for s in deployment["spec"]["template"]["spec"].get("imagePullSecrets", [])]
+    assert pull_secrets, deployment["spec"]["template"]["spec"]
+    derived = op.get("secret", pull_secrets[0], app_ns)
+    assert derived is not None
+    assert derived["type"] == "kubernetes.io/dockerconfigjson"
+    assert all(running(p) for p in pods(op, "priv", app_ns))
+
+
+def test_right_password_deploys_and_derived_pull_secret_lets_pods_pull(
+    wharf_operator: Operator, registry_basic: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    push_image(registry_basic, "status/private2", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(secret("regpass", app_ns, TEST_PASSWORD))
+    spec = {"dockerUsername": TEST_USERNAME, "dockerPasswordSecretRef": {"name": "regpass"}}
+    op.apply(app("priv2", app_ns, f"{registry_basic.host}/status/private2:v1", spec=spec, instances=2))
+    ready = wait_ready(op, "priv2", app_ns, "2/2")
+    assert kstatus(ready) == "Current"
+    current = pods(op, "priv2", app_ns)
+    assert len(current) == 2
+    assert all(running(p) for p in current)
+    assert all(p["spec"].get("imagePullSecrets") for p in current)
+
+
+@pytest.mark.parametrize("which", ["token", "tls"])
+def test_token_and_tls_registries_resolve_and_run(
+    wharf_operator: Operator, registry_token: RegistryServer, registry_tls: RegistryServer, app_ns: str, which: str
+) -> None:
+    op = wharf_operator
+    reg = registry_token if which == "token" else registry_tls
+    digest = push_image(reg, f"status/{which}", "v1", STANDARD_IMAGES["multi-port"])
+    spec: dict[str, Any] = {}
+    if which == "token":  # S12: Bearer tokens from the WWW-Authenticate realm, with the App's credentials
+        op.apply(secret("regpass", app_ns, TEST_PASSWORD))
+        spec = {"dockerUsername": TEST_USERNAME, "dockerPasswordSecretRef": {"name": "regpass"}}
+    op.apply(app(which, app_ns, f"{reg.host}/status/{which}:v1", spec=spec))
+    ready = wait_ready(op, which, app_ns, "1/1")
+    assert ready["status"]["image"]["digest"] == digest
+    assert ready["status"]["port"] == 8080  # S6: the config was read through auth / TLS
+    assert conditions(ready)["ImageResolved"]["status"] == "True"
+    assert kstatus(ready) == "Current"
+    assert all(running(p) for p in pods(op, which, app_ns))
