@@ -613,6 +613,17 @@ async def test_moved_tag_is_seen_after_ttl(fake: FakeRegistry, make_client: Call
     assert facts.cmd == ("v2",)
 
 
+async def test_fresh_bypasses_the_tag_cache(fake: FakeRegistry, make_client: Callable[..., RegistryClient]) -> None:
+    fake.push("team/app", "1.0", image_config(cmd=["v1"]))
+    async with make_client() as client:  # default tag TTL: a plain resolve would still see v1
+        await client.resolve(REF)
+        second = fake.push("team/app", "1.0", image_config(cmd=["v2"]))
+        assert (await client.resolve(REF)).cmd == ("v1",)
+        facts = await client.resolve(REF, fresh=True)  # S15: restage re-reads the registry
+        assert (facts.digest, facts.cmd) == (second, ("v2",))
+        assert (await client.resolve(REF)).digest == second  # and the fresh answer refreshes the cache
+
+
 async def test_caches_are_per_credentials(fake: FakeRegistry, make_client: Callable[..., RegistryClient]) -> None:
     fake.auth = "basic"
     fake.push("team/app", "1.0", image_config())
