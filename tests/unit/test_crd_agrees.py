@@ -256,3 +256,11 @@ def test_crd_status_covers_the_status_model() -> None:
     status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     aliases = {(f.alias or name) for name, f in AppStatus.model_fields.items()}
     assert aliases <= set(status)
+
+
+def test_route_pattern_is_the_models() -> None:
+    # S11: the apiserver and the operator refuse the same route strings.
+    from wharf.api.manifest import ROUTE_PATTERN
+
+    route = _crd_spec()["properties"]["manifest"]["properties"]["routes"]["items"]["properties"]["route"]
+    assert route["pattern"] == ROUTE_PATTERN

@@ -95,8 +95,16 @@ class Process(ProcessSettings):
     type: str = Field(pattern=PROCESS_TYPE_PATTERN, max_length=40)
 
 
+# DNS labels (any case; hostnames are lowercased when rendered), an optional leading wildcard label, an optional
+# port and path. The same pattern is in the CRD.
+ROUTE_PATTERN = (
+    r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
+    r"(:[0-9]+)?(/.*)?$"
+)
+
+
 class Route(_Strict):
-    route: str = Field(max_length=512, pattern=r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*(:[0-9]+)?(/.*)?$")
+    route: str = Field(max_length=512, pattern=ROUTE_PATTERN)
     protocol: str | None = Field(default=None, pattern=r"^(http1|http2|tcp)$")
 
     @property
