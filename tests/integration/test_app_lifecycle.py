@@ -119,3 +119,17 @@ def test_edit_scales_drift_is_corrected_and_delete_cascades(
     op.cluster.kubectl("delete", "app", "scaler", "-n", app_ns)
     op.wait_for("deployment gone", lambda: op.get("deployment", "scaler-web", app_ns) is None)
     op.wait_for("service gone", lambda: op.get("service", "scaler", app_ns) is None)
+
+
+def test_fixing_a_missing_tag_is_picked_up_at_once(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    # S14: a permanent registry error waits for a person; their fix of the App is reconciled at once, not after
+    # a retry delay.
+    op = wharf_operator
+    push_image(registry_plain, "e2e/fixme", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(in_ns(app("fixme", f"{registry_plain.host}/e2e/fixme:nope"), app_ns))
+    op.wait_for("ImageNotFound", lambda: op.condition("fixme", app_ns).get("reason") == "ImageNotFound")
+    assert op.get("deployment", "fixme-web", app_ns) is None  # nothing half-made
+    op.apply(in_ns(app("fixme", f"{registry_plain.host}/e2e/fixme:v1"), app_ns))
+    op.wait_for("Ready after the fix", lambda: ready(op, "fixme", app_ns), timeout=20)

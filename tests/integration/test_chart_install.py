@@ -197,7 +197,8 @@ def _metric(samples: list[tuple[str, dict[str, str], float]], name: str, **label
 
 @pytest.fixture
 def app_namespace(release: Release) -> Iterator[str]:
-    name = release.cluster.create_namespace(f"chart-app-{uuid.uuid4().hex[:8]}")
+    # A `wharf-solo-*` namespace: the session operator of the other test files leaves it to this file's operator.
+    name = release.cluster.create_namespace(f"wharf-solo-chart-{uuid.uuid4().hex[:8]}")
     yield name
     release.cluster.delete_namespace(name)
 

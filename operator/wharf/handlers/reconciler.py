@@ -56,6 +56,7 @@ _REASONS: tuple[tuple[type[RegistryError], Reason], ...] = (
     (Unsupported, Reason.UNSUPPORTED_REGISTRY),
 )
 TRANSIENT = (Reason.REGISTRY_UNAVAILABLE, Reason.RATE_LIMITED)
+TRANSIENT_RETRY_SECONDS = 10.0
 
 
 class Resolver(Protocol):
@@ -197,7 +198,8 @@ class Reconciler:
         resolution, password = await self._resolve(app, reference, previous)
         if resolution.image is None:
             await self._report(app, previous, None, resolution, None, None)
-            raise RetryLaterError(resolution.error_message, delay=_retry_delay(resolution))
+            _retry_if_transient(resolution)
+            return "failed"
 
         try:
             rendered = render(
@@ -214,9 +216,8 @@ class Reconciler:
         await self._apply(app, rendered)
         observation = await self._observation(app, rendered)
         await self._report(app, previous, None, resolution, rendered, observation)
-        if resolution.failed:
-            raise RetryLaterError(resolution.error_message, delay=_retry_delay(resolution))
-        return "ok"
+        _retry_if_transient(resolution)
+        return "failed" if resolution.failed else "ok"
 
     async def _credentials(self, app: App, reference: str) -> tuple[Credentials | None, str | None, str]:
         """(credentials for resolving, the App's own password for its pull secret, a problem to report)."""
@@ -322,9 +323,12 @@ class Reconciler:
             log.warning("could not post event %s for %s/%s: %s", event.reason, app.namespace, app.name, error)
 
 
-def _retry_delay(resolution: Resolution) -> float:
-    # Outages heal by themselves: retry soon. A missing image or bad credentials need someone: retry slowly.
-    return 10.0 if resolution.transient else 60.0
+def _retry_if_transient(resolution: Resolution) -> None:
+    """Outages heal by themselves: kopf retries soon. A missing image or bad credentials need someone: the handler
+    finishes, so the fixing edit of the App is handled at once (a kopf retry in progress would hold it back), and
+    the periodic safety-net refresh notices fixes made elsewhere (a pushed tag, a corrected Secret)."""
+    if resolution.failed and resolution.transient:
+        raise RetryLaterError(resolution.error_message, delay=TRANSIENT_RETRY_SECONDS)
 
 
 def _placeholder_spec() -> AppSpec:
