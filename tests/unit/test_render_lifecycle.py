@@ -9,7 +9,7 @@ import pytest
 from render_support import DIGEST, UID, deployment, main_container, make_app, make_facts, of_kind, render_ok
 
 from wharf.config import Routing, Settings
-from wharf.render.names import DIGEST_ANNOTATION, RESTARTED_AT_ANNOTATION
+from wharf.render.names import DIGEST_ANNOTATION, RESTAGED_ANNOTATION, RESTARTED_AT_ANNOTATION
 
 EVERYTHING = {
     "services": ["db"],
@@ -60,6 +60,16 @@ def test_restart_annotates_the_pod_template_and_keeps_the_image() -> None:
     assert RESTARTED_AT_ANNOTATION not in deployment(before)["spec"]["template"]["metadata"]["annotations"]
     assert main_container(after)["image"] == main_container(before)["image"]
     assert deployment(before)["spec"]["selector"] == deployment(after)["spec"]["selector"]
+
+
+def test_an_answered_restage_rolls_the_pods_even_on_the_same_digest() -> None:
+    # S15: restage re-reads the registry, then rolls; the token is the one the resolution answered
+    app, facts = make_app(restage="r1"), make_facts()
+    waiting = deployment(render_ok(app, facts))["spec"]["template"]["metadata"]["annotations"]
+    answered = deployment(render_ok(app, facts, restaged="r1"))["spec"]["template"]["metadata"]["annotations"]
+    assert RESTAGED_ANNOTATION not in waiting
+    assert answered[RESTAGED_ANNOTATION] == "r1"
+    assert answered[DIGEST_ANNOTATION] == waiting[DIGEST_ANNOTATION]
 
 
 def test_rolling_update_brings_new_instances_up_before_old_go() -> None:

@@ -208,6 +208,7 @@ class Reconciler:
                 self._settings,
                 registry_password=password,
                 service_credentials=await self._service_credentials(app),
+                restaged=resolution.image.restage,
             )
         except RenderError as error:
             await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)

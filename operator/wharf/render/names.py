@@ -8,6 +8,7 @@ MANAGED_BY = "wharf"
 APP_LABEL = "wharf.dev/app"
 PROCESS_LABEL = "wharf.dev/process-type"
 RESTARTED_AT_ANNOTATION = "wharf.dev/restartedAt"
+RESTAGED_ANNOTATION = "wharf.dev/restage"
 DIGEST_ANNOTATION = "wharf.dev/image-digest"
 FIELD_MANAGER = "wharf"
 

@@ -117,11 +117,15 @@ def deployment(
     uris: list[str],
     pull_secrets: list[str],
     has_services: bool,
+    restaged: str | None = None,
 ) -> dict[str, Any]:
     template_annotations = {names.DIGEST_ANNOTATION: facts.digest}
     if app.spec.restarted_at:
         # S15 restart: a new value rolls the pods; the digest stays the same.
         template_annotations[names.RESTARTED_AT_ANNOTATION] = app.spec.restarted_at
+    if restaged:
+        # S15 restage: once the registry answered the restage, the pods roll even when the digest did not move.
+        template_annotations[names.RESTAGED_ANNOTATION] = restaged
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # CF apps get no docker-link variables
@@ -269,8 +273,12 @@ def render(
     *,
     registry_password: str | None = None,
     service_credentials: Mapping[str, Mapping[str, str]] | None = None,
+    restaged: str | None = None,
 ) -> Rendered:
-    """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user)."""
+    """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user).
+
+    `restaged` is the restage token the image resolution answered (not the one asked for: a restage still waiting
+    for the registry must not roll the pods onto an image it could not re-read)."""
     ports = choose(app, facts)
     run_as = decide_user(facts, settings)
     processes = plan(app, settings)
@@ -284,7 +292,8 @@ def render(
     if has_services:
         objects.append(vcap_services(app, service_credentials or {}))
     objects.extend(
-        deployment(app, facts, process, ports, run_as, uris, pull_secrets, has_services) for process in processes
+        deployment(app, facts, process, ports, run_as, uris, pull_secrets, has_services, restaged)
+        for process in processes
     )
     objects.append(service(app, ports))
     objects.extend(routing(app, ports, settings))
