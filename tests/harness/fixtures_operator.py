@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,22 +104,30 @@ def _start(
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
     for registry in registries:
         cluster.trust_registry(registry)
-    metrics_port, health_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
         "WHARF_REGISTRY_INSECURE": ",".join([*(r.host for r in registries if not r.tls), *extra_insecure]),
         "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registries live on loopback
         "WHARF_REGISTRY_CA_BUNDLE": str(ca_file),
-        "WHARF_METRICS_PORT": str(metrics_port),
         "WHARF_LOG_LEVEL": "DEBUG",
     }
-    log_file = workdir / "operator.log"
+    return launch(cluster, env, workdir / "operator.log", f"--namespace=!{SOLO_NAMESPACES}")
+
+
+def launch(
+    cluster: Cluster, env: Mapping[str, str], log_file: Path, *args: str, kubeconfig: Path | None = None
+) -> Operator:
+    """`wharf run --standalone ARGS` as its own process with `env` over this process's environment (KUBECONFIG,
+    the metrics port and the health URL filled in), returned once its health endpoint answers."""
+    metrics_port, health_port = free_port(), free_port()
     health_url = f"http://127.0.0.1:{health_port}/healthz"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}",
-         f"--namespace=!{SOLO_NAMESPACES}"],
-        env=env,
+        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}", *args],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
+            **env,
+            "WHARF_METRICS_PORT": str(metrics_port),
+        },
         stdout=log_file.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -134,7 +142,11 @@ def _start(
         except httpx.HTTPError:
             return False
 
-    operator.wait_for("the operator's health endpoint", healthy, timeout=60)
+    try:
+        operator.wait_for("the operator's health endpoint", healthy, timeout=60)
+    except BaseException:
+        _stop(operator)
+        raise
     return operator
 
 

@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from harness.fixtures_operator import SOLO_NAMESPACES, Operator, free_port
+from harness.fixtures_operator import SOLO_NAMESPACES, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
 from wharf.api.image import ExposedPort, ImageFacts
@@ -279,58 +275,21 @@ def refusing_operator(
 ) -> Iterator[tuple[Operator, str]]:
     """A second `wharf run`, WHARF_ROOT_USER_POLICY=refuse, watching one `wharf-solo-*` namespace only."""
     op = wharf_operator
-    if not _session_skips_solo_namespaces(op):
-        pytest.skip(
-            f"the session operator watches every namespace (no '!{SOLO_PREFIX}*'): a second operator "
-            "would fight it; the refuse policy is covered through the Reconciler above"
-        )
+    # A second operator on the same Apps would fight the session one; the session operator must leave these alone.
+    assert _session_skips_solo_namespaces(op), f"the session operator watches {SOLO_PREFIX}* namespaces too"
     namespace = op.cluster.create_namespace(f"{SOLO_PREFIX}{uuid.uuid4().hex[:8]}")
-    health_port, metrics_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "KUBECONFIG": str(op.cluster.kubeconfig),
         "WHARF_REGISTRY_INSECURE": registry_plain.host,
         "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",
-        "WHARF_METRICS_PORT": str(metrics_port),
         "WHARF_ROOT_USER_POLICY": "refuse",
     }
-    health_url = f"http://127.0.0.1:{health_port}/healthz"
-    log_file = tmp_path / "refusing-operator.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wharf.main",
-            "run",
-            "--standalone",
-            f"--liveness={health_url}",
-            "--namespace",
-            namespace,
-        ],
-        env=env,
-        stdout=log_file.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    solo = Operator(op.cluster, process, log_file, f"http://127.0.0.1:{metrics_port}/metrics", health_url)
-
-    def healthy() -> bool:
-        assert process.poll() is None, solo.log_tail()
-        try:
-            return httpx.get(health_url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    solo: Operator | None = None
     try:
-        solo.wait_for("the refusing operator's health endpoint", healthy, timeout=60)
+        solo = launch(op.cluster, env, tmp_path / "refusing-operator.log", "--namespace", namespace)
         yield solo, namespace
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if solo is not None:
+            _stop(solo)
         op.cluster.delete_namespace(namespace)
 
 
