@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                           lambda: operator.condition(name, namespace).get("status") == "True", timeout=120)
         kubectl = f"{bin_dir}/kubectl --kubeconfig {control_plane.kubeconfig}"
         print(cluster.kubectl("get", "apps,deployments,services,pods", "-n", namespace).stdout)
-        print(f"""wharf is up in {time.monotonic() - started:.0f}s: the example App {name} is Ready (image digest {digest}).
+        elapsed = time.monotonic() - started
+        print(f"""wharf is up in {elapsed:.0f}s: the example App {name} is Ready (image digest {digest}).
 Look at it:
   {kubectl} get apps -n {namespace} -o wide
   {kubectl} describe app {name} -n {namespace}
