@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -90,14 +89,10 @@ def _registry_reason(error: RegistryError) -> Reason:
     return next((reason for kind, reason in _REASONS if isinstance(error, kind)), Reason.IMAGE_PULL_FAILED)
 
 
-def _observe(deployments: Iterable[dict[str, Any]], pods: list[dict[str, Any]], rendered: Rendered) -> Observation:
-    by_name = {d["metadata"]["name"]: d for d in deployments}
+def _observe(deployments: list[dict[str, Any]], pods: list[dict[str, Any]], rendered: Rendered) -> Observation:
     processes = []
     for plan in rendered.processes:
-        found = next(
-            (d for name, d in by_name.items() if d["metadata"].get("labels", {}).get(PROCESS_LABEL) == plan.type),
-            None,
-        )
+        found = next((d for d in deployments if d["metadata"].get("labels", {}).get(PROCESS_LABEL) == plan.type), None)
         status = (found or {}).get("status") or {}
         generation = (found or {}).get("metadata", {}).get("generation", 0)
         updated = status.get("updatedReplicas", 0)

@@ -98,8 +98,7 @@ def _containers(
             "imagePullPolicy": "IfNotPresent",
             "command": ["sh", "-c", sidecar.command],
             "workingDir": facts.workdir or "/",
-            "env": [e for e in main["env"] if e["name"] != "VCAP_SERVICES"]
-            + ([e for e in main["env"] if e["name"] == "VCAP_SERVICES"]),
+            "env": list(main["env"]),  # sidecars see the app's environment, as in CF
             "securityContext": container_security_context(),
             **({"resources": _resources(to_megabytes(sidecar.memory), None)} if sidecar.memory else {}),
         }

@@ -79,6 +79,18 @@ def _image_condition(resolution: Resolution | None, generation: int) -> Conditio
     )
 
 
+def _waiting_on_registry(
+    resolution: Resolution, prefix: str
+) -> tuple[tuple[bool, Reason, str], tuple[bool, Reason, str]]:
+    """(Reconciling, Stalled) for a failed resolution: an outage is retried; not found, unauthorized or missing
+    credentials need a change by someone, so the App is Stalled (kstatus)."""
+    assert resolution.error_reason is not None
+    idle = (False, Reason.NONE, "")
+    if resolution.transient:
+        return (True, resolution.error_reason, prefix + resolution.error_message), idle
+    return idle, (True, resolution.error_reason, resolution.error_message)
+
+
 def compute(
     app: App,
     previous: AppStatus,
@@ -111,10 +123,7 @@ def compute(
         assert resolution.error_reason is not None
         message = resolution.error_message + ("; nothing was deployed" if not processes else "")
         ready = (False, resolution.error_reason, message)
-        if resolution.transient:
-            reconciling = (True, resolution.error_reason, "retrying: " + resolution.error_message)
-        else:
-            stalled = (True, resolution.error_reason, resolution.error_message)
+        reconciling, stalled = _waiting_on_registry(resolution, "retrying: ")
     elif pull is not None:
         ready = (False, pull.reason, pull.describe())
         reconciling = (True, pull.reason, "instances cannot pull the image; retried by the kubelet")
@@ -123,11 +132,7 @@ def compute(
         assert resolution.error_reason is not None
         message = f"{resolution.error_message}; {available}/{desired} instances keep serving the last good image"
         ready = (False, resolution.error_reason, message)
-        if resolution.transient:
-            reconciling = (True, resolution.error_reason, "waiting for the registry: " + resolution.error_message)
-        else:
-            # Not found, unauthorized, no credentials: waiting will not help, only a change by someone (kstatus).
-            stalled = (True, resolution.error_reason, resolution.error_message)
+        reconciling, stalled = _waiting_on_registry(resolution, "waiting for the registry: ")
     elif crash is not None:
         ready = (False, crash.reason, crash.describe())
         reconciling = (True, crash.reason, "instances are crashing")
