@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from harness.fixtures_operator import Operator
 from harness.images import STANDARD_IMAGES, ImageSpec, push_image
 from harness.registry import RegistryServer
+from wharf.render.probes import listening_check
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
@@ -147,9 +149,11 @@ def test_multi_process_manifest_one_deployment_per_type_one_service(
     assert web["livenessProbe"]["periodSeconds"] == 10
     assert web["livenessProbe"]["timeoutSeconds"] == 3
     assert web["readinessProbe"]["httpGet"]["path"] == "/ready"  # S10 readiness-health-check-*
-    # S10 port: TCP checks; timeout 10 -> a shorter start-up allowance.
-    assert clock["startupProbe"]["tcpSocket"] == {"port": 8080}
-    assert clock["livenessProbe"]["tcpSocket"] == {"port": 8080}
+    # S10 port: a check of every listed port (8080, 8443, 9000: one exec probe, admitted under `restricted` and
+    # stored as rendered); timeout 10 -> a shorter start-up allowance.
+    every_port = ["sh", "-c", listening_check((8080, 8443, 9000))]
+    assert clock["startupProbe"]["exec"] == {"command": every_port}
+    assert clock["livenessProbe"]["exec"] == {"command": every_port}
     assert 10 <= clock["startupProbe"]["periodSeconds"] * clock["startupProbe"]["failureThreshold"] < 90
     assert "readinessProbe" not in clock
     # S10 process: no network check at all.
@@ -382,6 +386,47 @@ def test_services_bound_from_secrets_appear_in_vcap_services(
         env = env_of(container(op.get("deployment", f"orders-{process}", app_ns) or {}))
         # Through the derived Secret, never inline in the Deployment.
         assert env["VCAP_SERVICES"] == {"secretKeyRef": {"name": "orders-vcap-services", "key": "VCAP_SERVICES"}}
+
+
+def test_service_binding_files_from_the_cluster_secret(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str, tmp_path: Path
+) -> None:
+    # servicebinding.io files within S8: the init container's script, given the env the kubelet resolves from the
+    # derived Secret in the cluster, writes $SERVICE_BINDING_ROOT/<binding>/<key>. (The fake node runs no
+    # containers, so the script runs here, under dash, with the Secret read back from the apiserver.)
+    op = wharf_operator
+    push_image(registry_plain, "manifest/files", "v1", STANDARD_IMAGES["single-port"])
+    op.cluster.kubectl(
+        "create", "secret", "generic", "ledger-db", "-n", app_ns,
+        "--from-literal=uri=postgres://u:p@db:5432/ledger", "--from-literal=type=postgresql",
+    )  # fmt: skip
+    manifest = {"memory": "64M", "services": [{"name": "ledger-db", "binding_name": "db"}, "not-yet"]}
+    op.apply(app("ledger", app_ns, f"{registry_plain.host}/manifest/files:v1", manifest))
+    op.wait_for("App Ready", lambda: ready(op, "ledger", app_ns))
+
+    status = (op.get("app", "ledger", app_ns) or {})["status"]
+    assert "service not-yet is bound but no Secret not-yet exists in namespace" in " ".join(status["warnings"])
+    pod_spec = (op.get("deployment", "ledger-web", app_ns) or {})["spec"]["template"]["spec"]
+    assert pod_spec["volumes"] == [
+        {"name": "service-bindings", "emptyDir": {"medium": "Memory", "sizeLimit": "2Mi"}}
+    ]  # S8: the only volume is an emptyDir
+    (init,) = pod_spec["initContainers"]
+    assert container({"spec": {"template": {"spec": pod_spec}}})["volumeMounts"][0]["readOnly"] is True
+    derived = (op.get("secret", "ledger-vcap-services", app_ns) or {})["data"]
+    env = {"PATH": "/usr/bin:/bin", "SERVICE_BINDING_ROOT": str(tmp_path)}
+    for variable in init["env"]:
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] == "ledger-vcap-services"
+            env[variable["name"]] = base64.b64decode(derived[ref["key"]]).decode()
+    result = subprocess.run(["dash", *init["command"][1:]], env=env, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    files = {str(f.relative_to(tmp_path)): f.read_text() for f in sorted(tmp_path.rglob("*")) if f.is_file()}
+    assert files == {
+        "db/uri": "postgres://u:p@db:5432/ledger",
+        "db/type": "postgresql",
+        "not-yet/type": "user-provided",
+    }
 
 
 # -- S5: sidecars -----------------------------------------------------------------------------------------------

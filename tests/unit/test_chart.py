@@ -422,6 +422,7 @@ def test_schema_documents_and_types_every_value() -> None:
 
 # --- Pod Security Standards `restricted`, on every rendered pod template -----------------------------------------
 
+
 def restricted_violations(pod: dict[str, Any]) -> list[str]:
     """The `restricted` profile (harness.restricted), plus the operator's own bar: read-only root filesystem, a
     numeric non-root user, a memory limit, and its service account token mounted (it talks to the apiserver)."""

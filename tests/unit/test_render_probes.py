@@ -5,19 +5,38 @@ from __future__ import annotations
 import pytest
 from render_support import main_container, make_app, make_facts, render_ok
 
-from wharf.render.probes import STARTUP_PERIOD
+from wharf.render.probes import STARTUP_PERIOD, listening_check
 
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
-def test_web_defaults_to_a_port_check_on_the_routed_port() -> None:
-    # S10: `port` is the default for web
-    container = main_container(render_ok(make_app(), make_facts((5000, 3000))))
+def test_web_defaults_to_a_tcp_port_check_when_one_port_is_listed() -> None:
+    # S10: `port` is the default for web; one listed port is the kubelet's own TCP check
+    container = main_container(render_ok(make_app(), make_facts((3000,))))
     assert container["startupProbe"]["tcpSocket"] == {"port": 3000}
     assert container["livenessProbe"]["tcpSocket"] == {"port": 3000}
     assert "readinessProbe" not in container
     assert container["livenessProbe"]["timeoutSeconds"] == 1
     assert container["livenessProbe"]["periodSeconds"] == 30
+
+
+def test_port_check_covers_every_listed_port() -> None:
+    # S10: `port` = TCP check on every listed port; several ports are one exec probe running listening_check
+    container = main_container(render_ok(make_app(), make_facts((5000, 3000, 9100))))
+    for probe in ("startupProbe", "livenessProbe"):
+        assert "tcpSocket" not in container[probe]
+        assert container[probe]["exec"] == {"command": ["sh", "-c", listening_check((3000, 5000, 9100))]}
+    script = container["livenessProbe"]["exec"]["command"][2]
+    assert "for want in 3000:0BB8 5000:1388 9100:238C; do" in script
+    assert container["livenessProbe"]["timeoutSeconds"] == 1
+
+
+def test_readiness_port_check_covers_every_listed_port() -> None:
+    # S10: readiness-health-check-type port, like health-check-type port
+    app = make_app({"health-check-type": "process", "readiness-health-check-type": "port"})
+    container = main_container(render_ok(app, make_facts((8080, 8443))))
+    assert "livenessProbe" not in container
+    assert container["readinessProbe"]["exec"] == {"command": ["sh", "-c", listening_check((8080, 8443))]}
 
 
 def test_other_types_default_to_process_no_probe() -> None:

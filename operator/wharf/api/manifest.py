@@ -139,6 +139,22 @@ class Service(_Strict):
     binding_name: str | None = Field(default=None, max_length=253)
     parameters: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("binding_name")
+    @classmethod
+    def _directory_name(cls, value: str | None) -> str | None:
+        # The binding's files live in a directory of this name (servicebinding.io).
+        if value is not None and ("/" in value or value in ("", ".", "..") or "\0" in value):
+            raise ValueError(
+                f"binding_name {value!r} names the binding's directory under SERVICE_BINDING_ROOT: "
+                "use a name without '/' that is not '.' or '..'"
+            )
+        return value
+
+    @property
+    def directory(self) -> str:
+        """The binding's name: its VCAP_SERVICES `name` and its directory under SERVICE_BINDING_ROOT."""
+        return self.binding_name or self.name
+
 
 class Docker(_Strict):
     image: str | None = Field(default=None, max_length=1024)
@@ -180,8 +196,7 @@ class Manifest(ProcessSettings):
             bad = sorted(str(k) for k, v in env.items() if isinstance(v, bool) or not isinstance(v, str | int))
             if bad:
                 raise ValueError(
-                    f"env values are strings or integers: quote the value of {', '.join(bad)} "
-                    '(write "true", "1.5")'
+                    f'env values are strings or integers: quote the value of {", ".join(bad)} (write "true", "1.5")'
                 )
         return env
 
@@ -205,6 +220,23 @@ class Manifest(ProcessSettings):
         if duplicates:
             raise ValueError(f"process types must be unique; repeated: {', '.join(duplicates)}")
         return processes
+
+    @field_validator("services")
+    @classmethod
+    def _unique_bindings(cls, services: tuple[str | Service, ...]) -> tuple[str | Service, ...]:
+        # CF binds a service instance to an app once; two bindings of one name would share a directory.
+        bound = [Service(name=s) if isinstance(s, str) else s for s in services]
+        for label, values in (("services", [b.name for b in bound]), ("binding names", [b.directory for b in bound])):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"{label} must be unique (each service is bound once); repeated: {', '.join(repeated)}"
+                )
+        return services
+
+    def bindings(self) -> list[Service]:
+        """`services` with bare names as bindings of their own name."""
+        return [Service(name=s) if isinstance(s, str) else s for s in self.services]
 
     @model_validator(mode="after")
     def _routes_and_no_route(self) -> Manifest:

@@ -264,9 +264,10 @@ class Reconciler:
 
     async def _service_credentials(self, app: App) -> dict[str, dict[str, str]]:
         bound: dict[str, dict[str, str]] = {}
-        for binding in app.spec.manifest.services:
-            name = binding if isinstance(binding, str) else binding.name
-            bound[name] = await self._kube.read_secret(app.namespace, name) or {}
+        for binding in app.spec.manifest.bindings():
+            data = await self._kube.read_secret(app.namespace, binding.name)
+            if data is not None:  # a missing Secret is reported by the renderer's warnings
+                bound[binding.name] = data
         return bound
 
     async def _apply(self, app: App, rendered: Rendered) -> None:

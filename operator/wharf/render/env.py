@@ -1,5 +1,6 @@
 """The environment (S9): image ENV (left in the image: the runtime applies it first), then `manifest.env`, then what
-the platform sets, which wins: PORT, VCAP_APPLICATION, MEMORY_LIMIT, CF_INSTANCE_* (downward API), VCAP_SERVICES.
+the platform sets, which wins: PORT, VCAP_APPLICATION, MEMORY_LIMIT, CF_INSTANCE_* (downward API), VCAP_SERVICES
+and SERVICE_BINDING_ROOT.
 
 CF variables with no Kubernetes equivalent: CF_INSTANCE_INDEX (Deployment pods have no ordinal), and in
 VCAP_APPLICATION organization_id/organization_name (no orgs), cf_api. See docs/manifest.md.
@@ -13,20 +14,11 @@ from typing import Any
 from wharf.api.app import App
 from wharf.api.image import ImageFacts
 from wharf.api.manifest import EnvValue
+from wharf.render.bindings import ROOT, ROOT_ENV
 from wharf.render.names import services_secret_name
 from wharf.render.processes import ProcessPlan
 
 FILE_DESCRIPTORS = 16384  # CF's default fds limit, reported in VCAP_APPLICATION
-PLATFORM_KEYS = (
-    "MEMORY_LIMIT",
-    "CF_INSTANCE_GUID",
-    "CF_INSTANCE_IP",
-    "CF_INSTANCE_INTERNAL_IP",
-    "CF_INSTANCE_PORT",
-    "CF_INSTANCE_ADDR",
-    "CF_INSTANCE_PORTS",
-    "VCAP_SERVICES",
-)
 
 
 def _text(value: EnvValue) -> str:
@@ -70,9 +62,6 @@ def container_env(
     *,
     has_services: bool,
 ) -> list[dict[str, Any]]:
-    user = [
-        {"name": key, "value": _text(value)} for key, value in app.spec.manifest.env.items() if key not in PLATFORM_KEYS
-    ]
     platform: list[dict[str, Any]] = [
         {"name": "PORT", "value": str(port)},
         {"name": "MEMORY_LIMIT", "value": f"{process.memory_mb}m"},
@@ -97,4 +86,8 @@ def container_env(
                 "valueFrom": {"secretKeyRef": {"name": services_secret_name(app), "key": "VCAP_SERVICES"}},
             }
         )
+        platform.append({"name": ROOT_ENV, "value": ROOT})
+    # What the platform sets wins over the manifest (S9): a manifest key of the same name is left out.
+    ours = {variable["name"] for variable in platform}
+    user = [{"name": key, "value": _text(value)} for key, value in app.spec.manifest.env.items() if key not in ours]
     return user + platform

@@ -11,10 +11,10 @@ from typing import Any
 from wharf.api.app import App
 from wharf.api.conditions import Reason
 from wharf.api.image import ImageFacts
-from wharf.api.manifest import Service as ServiceBinding
 from wharf.api.units import to_megabytes
 from wharf.config import Routing, Settings
-from wharf.render import names
+from wharf.render import bindings, names
+from wharf.render.bindings import BindingFiles
 from wharf.render.env import container_env
 from wharf.render.errors import RenderError
 from wharf.render.ports import Ports, choose
@@ -70,8 +70,9 @@ def _resources(memory_mb: int, disk_mb: int | None) -> dict[str, Any]:
 
 
 def _containers(
-    app: App, facts: ImageFacts, process: ProcessPlan, ports: Ports, uris: list[str], has_services: bool
+    app: App, facts: ImageFacts, process: ProcessPlan, ports: Ports, uris: list[str], files: list[BindingFiles]
 ) -> list[dict[str, Any]]:
+    """The main container and the sidecars; with bound services, the init container that writes their files."""
     sidecar_memory = sum(to_megabytes(s.memory) for s in process.sidecars if s.memory)
     if sidecar_memory >= process.memory_mb:
         raise RenderError(
@@ -86,10 +87,11 @@ def _containers(
         **_start_command(process, facts),
         "workingDir": facts.workdir or "/",
         "ports": [{"name": f"p{port}", "containerPort": port, "protocol": "TCP"} for port in ports.listed],
-        "env": container_env(app, facts, process, ports.routed, ports.listed, uris, has_services=has_services),
+        "env": container_env(app, facts, process, ports.routed, ports.listed, uris, has_services=bool(files)),
         "resources": _resources(process.memory_mb - sidecar_memory, process.disk_mb),
         "securityContext": container_security_context(),
-        **probes(process, ports.routed),
+        **probes(process, ports),
+        **({"volumeMounts": [bindings.mount()]} if files else {}),
     }
     sidecars = [
         {
@@ -101,6 +103,7 @@ def _containers(
             "env": list(main["env"]),  # sidecars see the app's environment, as in CF
             "securityContext": container_security_context(),
             **({"resources": _resources(to_megabytes(sidecar.memory), None)} if sidecar.memory else {}),
+            **({"volumeMounts": [bindings.mount()]} if files else {}),
         }
         for sidecar in process.sidecars
     ]
@@ -115,7 +118,7 @@ def deployment(
     run_as: RunAs,
     uris: list[str],
     pull_secrets: list[str],
-    has_services: bool,
+    files: list[BindingFiles],
     restaged: str | None = None,
 ) -> dict[str, Any]:
     template_annotations = {names.DIGEST_ANNOTATION: facts.digest}
@@ -125,14 +128,21 @@ def deployment(
     if restaged:
         # S15 restage: once the registry answered the restage, the pods roll even when the digest did not move.
         template_annotations[names.RESTAGED_ANNOTATION] = restaged
+    containers = _containers(app, facts, process, ports, uris, files)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # CF apps get no docker-link variables
         "securityContext": pod_security_context(run_as, min(ports.listed)),
-        "containers": _containers(app, facts, process, ports, uris, has_services),
+        "containers": containers,
         # CF's graceful stop: 10 seconds between TERM and KILL.
         "terminationGracePeriodSeconds": 10,
     }
+    if files:
+        main = containers[0]
+        pod_spec["initContainers"] = [
+            bindings.init_container(app, files, facts.pinned, main["resources"], container_security_context())
+        ]
+        pod_spec["volumes"] = [bindings.volume(files)]
     if run_as.user_namespace:
         pod_spec["hostUsers"] = False
     if pull_secrets:
@@ -189,27 +199,31 @@ def pull_secret(app: App, facts: ImageFacts, username: str, password: str) -> di
     }
 
 
-def vcap_services(app: App, credentials: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """VCAP_SERVICES from the Secrets the App binds, grouped as CF does (user-provided services)."""
-    entries: list[dict[str, Any]] = []
-    for binding in app.spec.manifest.services:
-        bound = binding if isinstance(binding, ServiceBinding) else ServiceBinding(name=binding)
-        entries.append(
-            {
-                "name": bound.binding_name or bound.name,
-                "instance_name": bound.name,
-                "binding_name": bound.binding_name,
-                "label": "user-provided",
-                "tags": [],
-                "credentials": dict(credentials.get(bound.name, {})),
-            }
-        )
+def services_secret(
+    app: App, credentials: Mapping[str, Mapping[str, str]], files: list[BindingFiles]
+) -> dict[str, Any]:
+    """What the App's containers see of the Secrets it binds: VCAP_SERVICES, grouped as CF does (user-provided
+    services), and the binding files' contents."""
+    entries: list[dict[str, Any]] = [
+        {
+            "name": bound.directory,
+            "instance_name": bound.name,
+            "binding_name": bound.binding_name,
+            "label": bindings.DEFAULT_TYPE,
+            "tags": [],
+            "credentials": dict(credentials.get(bound.name, {})),
+        }
+        for bound in app.spec.manifest.bindings()
+    ]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _meta(app, names.services_secret_name(app)),
         "type": "Opaque",
-        "stringData": {"VCAP_SERVICES": json.dumps({"user-provided": entries})},
+        "stringData": {
+            "VCAP_SERVICES": json.dumps({bindings.DEFAULT_TYPE: entries}),
+            **bindings.secret_data(files, credentials),
+        },
     }
 
 
@@ -276,6 +290,7 @@ def render(
 ) -> Rendered:
     """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user).
 
+    `service_credentials` maps each bound Secret that exists to its data.
     `restaged` is the restage token the image resolution answered (not the one asked for: a restage still waiting
     for the registry must not roll the pods onto an image it could not re-read)."""
     ports = choose(app, facts)
@@ -287,17 +302,23 @@ def render(
     if app.spec.username and registry_password is not None:
         objects.append(pull_secret(app, facts, app.spec.username, registry_password))
         pull_secrets.insert(0, names.pull_secret_name(app))
-    has_services = bool(app.spec.manifest.services)
-    if has_services:
-        objects.append(vcap_services(app, service_credentials or {}))
+    credentials = service_credentials or {}
+    files = bindings.plan(app, credentials)
+    if files:
+        objects.append(services_secret(app, credentials, files))
     objects.extend(
-        deployment(app, facts, process, ports, run_as, uris, pull_secrets, has_services, restaged)
-        for process in processes
+        deployment(app, facts, process, ports, run_as, uris, pull_secrets, files, restaged) for process in processes
     )
     objects.append(service(app, ports))
     objects.extend(routing(app, ports, settings))
     warnings = [f"{key} is ignored for image apps" for key in app.spec.manifest.ignored_keys()]
     warnings += [f"{key} is accepted but not enforced on Kubernetes" for key in app.spec.manifest.unenforced_keys()]
+    warnings += [
+        f"service {b.name} is bound but no Secret {b.name} exists in namespace {app.namespace}: create it "
+        "(until then the App sees no credentials for it)"
+        for b in app.spec.manifest.bindings()
+        if b.name not in credentials
+    ]
     if app.spec.manifest.routes and settings.routing is Routing.NONE and not app.spec.manifest.no_route:
         warnings.append("routes are not routed: the cluster admin has not enabled Ingress or Gateway routing")
     return Rendered(objects=objects, ports=ports, run_as=run_as, processes=processes, routes=uris, warnings=warnings)
