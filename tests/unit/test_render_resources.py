@@ -112,3 +112,16 @@ def test_sidecar_memory_comes_out_of_the_process_memory() -> None:
     assert containers[0]["resources"]["limits"]["memory"] == "384Mi"
     assert containers[1]["resources"]["limits"] == {"memory": "128Mi"}
     assert containers[1]["command"] == ["sh", "-c", "agent"]
+
+
+def test_a_top_level_instances_the_web_entry_overrides_is_a_warning() -> None:
+    # S4: `kubectl scale app` writes the top-level `instances` (the scale subresource); a web entry wins (CF), so say so
+    app = make_app({"instances": 5, "processes": [{"type": "web", "instances": 2}]})
+    rendered = render_ok(app)
+    assert deployment(rendered)["spec"]["replicas"] == 2
+    assert rendered.warnings == [
+        "instances: 5 is overridden by the processes web entry's instances: 2 (kubectl scale sets the top-level "
+        "value): scale by editing the web entry, or remove its instances"
+    ]
+    assert render_ok(make_app({"instances": 2, "processes": [{"type": "web", "instances": 2}]})).warnings == []
+    assert render_ok(make_app({"instances": 5, "processes": [{"type": "web"}]})).warnings == []

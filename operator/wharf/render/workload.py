@@ -313,6 +313,14 @@ def render(
     objects.extend(routing(app, ports, settings))
     warnings = [f"{key} is ignored for image apps" for key in app.spec.manifest.ignored_keys()]
     warnings += [f"{key} is accepted but not enforced on Kubernetes" for key in app.spec.manifest.unenforced_keys()]
+    web_entry = next((p for p in app.spec.manifest.processes if p.type == WEB), None)
+    top_instances = app.spec.manifest.instances
+    if web_entry and web_entry.instances is not None and top_instances not in (None, web_entry.instances):
+        # What `kubectl scale app` writes (the scale subresource's path) must not be lost silently.
+        warnings.append(
+            f"instances: {top_instances} is overridden by the processes web entry's instances: {web_entry.instances} "
+            "(kubectl scale sets the top-level value): scale by editing the web entry, or remove its instances"
+        )
     warnings += [
         f"service {b.name} is bound but no Secret {b.name} exists in namespace {app.namespace}: create it "
         "(until then the App sees no credentials for it)"
