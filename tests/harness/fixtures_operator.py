@@ -102,6 +102,12 @@ def _start(
 ) -> Operator:
     cluster.kubectl("apply", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
+    # Established comes before the resource's storage answers (429 "storage is (re)initializing"): the operator
+    # starts once Apps can be listed, so its first watches do not begin with retries.
+    deadline = time.monotonic() + 60
+    while cluster.kubectl("get", "apps.wharf.dev", "-A", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "Apps cannot be listed 60 s after the CRD was Established"
+        time.sleep(0.2)
     for registry in registries:
         cluster.trust_registry(registry)
     env = {
