@@ -61,7 +61,7 @@ def test_realistic_example_exercises_the_common_keys() -> None:
         assert key in manifest, key
     app = App.from_resource({**load(ROOT / "examples" / "realistic-app.yaml")})
     rendered = render(app, make_facts((8080,)), Settings(), service_credentials={})
-    assert any("buildpacks is ignored" in w for w in rendered.warnings)  # S2: the example shows the warning
+    assert any("buildpacks is ignored" in w.message for w in rendered.warnings)  # S2: the example shows the warning
 
 
 def _tests_in(path: Path) -> set[str]:

@@ -169,8 +169,11 @@ def test_a_missing_secret_still_gets_its_directory_and_type(shell: list[str], tm
 
 def test_a_missing_bound_secret_is_a_warning_saying_what_to_create() -> None:
     rendered = render_ok(make_app({"services": ["db", "gone"]}), service_credentials={"db": {"uri": "x"}})
-    assert rendered.warnings == [
-        "service gone is bound but no Secret gone exists in namespace space: create it "
-        "(until then the App sees no credentials for it)"
+    assert [(w.reason, w.message) for w in rendered.warnings] == [
+        (
+            "ServiceSecretMissing",
+            "service gone is bound but no Secret gone exists in namespace space: create it "
+            "(until then the App sees no credentials for it)",
+        )
     ]
     assert _rendered().warnings == []

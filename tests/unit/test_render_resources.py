@@ -119,9 +119,12 @@ def test_a_top_level_instances_the_web_entry_overrides_is_a_warning() -> None:
     app = make_app({"instances": 5, "processes": [{"type": "web", "instances": 2}]})
     rendered = render_ok(app)
     assert deployment(rendered)["spec"]["replicas"] == 2
-    assert rendered.warnings == [
-        "instances: 5 is overridden by the processes web entry's instances: 2 (kubectl scale sets the top-level "
-        "value): scale by editing the web entry, or remove its instances"
+    assert [(w.reason, w.message) for w in rendered.warnings] == [
+        (
+            "InstancesOverridden",
+            "instances: 5 is overridden by the processes web entry's instances: 2 (kubectl scale sets the top-level "
+            "value): scale by editing the web entry, or remove its instances",
+        )
     ]
     assert render_ok(make_app({"instances": 2, "processes": [{"type": "web", "instances": 2}]})).warnings == []
     assert render_ok(make_app({"instances": 5, "processes": [{"type": "web"}]})).warnings == []

@@ -25,7 +25,7 @@ def test_routing_none_renders_no_routing_objects_and_warns() -> None:
     # S11
     rendered = render_ok(make_app(ROUTES), settings=Settings(routing=Routing.NONE))
     assert not [o for o in rendered.objects if o["kind"] in ROUTING_KINDS]
-    assert any("not routed" in w for w in rendered.warnings)
+    assert [w.reason for w in rendered.warnings if "not routed" in w.message] == ["RoutesNotRouted"]
     assert rendered.routes == ["shop.example.com", "www.example.com/store/cart"]
 
 

@@ -263,3 +263,18 @@ def test_manifest_warnings_condition() -> None:
     assert "stack" in warnings.message
     assert kstatus(3, status) == "Current"  # a warning does not hold the App back
     assert _cond(_running(), ConditionType.MANIFEST_WARNINGS) == ("False", "None")
+
+
+def test_manifest_warnings_reason_names_the_first_warnings_kind_and_survives_a_blocked_reconcile() -> None:
+    # The reason says what kind of warning leads (not always IgnoredKeys); the message lists them all.
+    app = make_app({"services": ["gone"], "routes": [{"route": "shop.example.com"}]}, generation=3)
+    status = _run(app, resolution=Resolution(IMAGE), rendered=render_ok(app), observation=_obs(desired=1, available=1))
+    assert _cond(status, ConditionType.MANIFEST_WARNINGS) == ("True", "ServiceSecretMissing")
+    assert [w.split(":")[0] for w in status.warnings] == [
+        "service gone is bound but no Secret gone exists in namespace space",
+        "routes are not routed",
+    ]
+    # A later reconcile that renders nothing (blocked) keeps what the last render said.
+    blocked = _run(app, status, resolution=Resolution(IMAGE), blocked=Blocked(Reason.INVALID_SPEC, "bad"))
+    assert _cond(blocked, ConditionType.MANIFEST_WARNINGS) == ("True", "ServiceSecretMissing")
+    assert blocked.warnings == status.warnings

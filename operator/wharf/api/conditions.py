@@ -44,6 +44,10 @@ class Reason(StrEnum):
     ROOT_USER_REFUSED = "RootUserRefused"
     # Manifest warnings
     IGNORED_KEYS = "IgnoredKeys"
+    NOT_ENFORCED = "NotEnforced"
+    INSTANCES_OVERRIDDEN = "InstancesOverridden"
+    SERVICE_SECRET_MISSING = "ServiceSecretMissing"
+    ROUTES_NOT_ROUTED = "RoutesNotRouted"
     NONE = "None"
     # First visit
     PENDING = "Pending"

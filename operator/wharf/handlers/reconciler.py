@@ -344,8 +344,9 @@ def transitions(previous: AppStatus, current: AppStatus) -> list[EventRecord]:
         )
     if current.port is not None and (current.port != previous.port or current.ports != previous.ports):
         events.append(EventRecord("Normal", "PortChosen", f"routing to port {current.port} of {current.ports}"))
-    if current.warnings and current.warnings != previous.warnings:
-        events.append(EventRecord("Warning", "IgnoredKeys", "; ".join(current.warnings)))
+    warned = find(current.conditions, ConditionType.MANIFEST_WARNINGS)
+    if current.warnings and current.warnings != previous.warnings and warned is not None:
+        events.append(EventRecord("Warning", warned.reason, "; ".join(current.warnings)))
     if after is not None and (before is None or (before.status, before.reason) != (after.status, after.reason)):
         if after.status == "True":
             recovered = before is not None and before.status == "False" and before.reason not in ("Starting", "Pending")

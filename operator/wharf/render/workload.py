@@ -34,7 +34,15 @@ class Rendered:
     run_as: RunAs
     processes: list[ProcessPlan]
     routes: list[str]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ManifestWarning] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ManifestWarning:
+    """Something in the manifest that runs, but not as the user may think: the ManifestWarnings condition."""
+
+    reason: Reason  # the condition's and the Event's reason
+    message: str
 
 
 def _meta(app: App, name: str, process_type: str | None = None) -> dict[str, Any]:
@@ -279,6 +287,48 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def manifest_warnings(
+    app: App, settings: Settings, credentials: Mapping[str, Mapping[str, str]]
+) -> list[ManifestWarning]:
+    """In a stable order: ignored keys (S2) first, as most pasted CF manifests have them."""
+    manifest = app.spec.manifest
+    warnings = [
+        ManifestWarning(Reason.IGNORED_KEYS, f"{key} is ignored for image apps") for key in manifest.ignored_keys()
+    ]
+    warnings += [
+        ManifestWarning(Reason.NOT_ENFORCED, f"{key} is accepted but not enforced on Kubernetes")
+        for key in manifest.unenforced_keys()
+    ]
+    web_entry = next((p for p in manifest.processes if p.type == WEB), None)
+    if web_entry and web_entry.instances is not None and manifest.instances not in (None, web_entry.instances):
+        # What `kubectl scale app` writes (the scale subresource's path) must not be lost silently.
+        warnings.append(
+            ManifestWarning(
+                Reason.INSTANCES_OVERRIDDEN,
+                f"instances: {manifest.instances} is overridden by the processes web entry's instances: "
+                f"{web_entry.instances} (kubectl scale sets the top-level value): scale by editing the web entry, "
+                "or remove its instances",
+            )
+        )
+    warnings += [
+        ManifestWarning(
+            Reason.SERVICE_SECRET_MISSING,
+            f"service {b.name} is bound but no Secret {b.name} exists in namespace {app.namespace}: create it "
+            "(until then the App sees no credentials for it)",
+        )
+        for b in manifest.bindings()
+        if b.name not in credentials
+    ]
+    if manifest.routes and settings.routing is Routing.NONE and not manifest.no_route:
+        warnings.append(
+            ManifestWarning(
+                Reason.ROUTES_NOT_ROUTED,
+                "routes are not routed: the cluster admin has not enabled Ingress or Gateway routing",
+            )
+        )
+    return warnings
+
+
 def render(
     app: App,
     facts: ImageFacts,
@@ -311,22 +361,5 @@ def render(
     )
     objects.append(service(app, ports))
     objects.extend(routing(app, ports, settings))
-    warnings = [f"{key} is ignored for image apps" for key in app.spec.manifest.ignored_keys()]
-    warnings += [f"{key} is accepted but not enforced on Kubernetes" for key in app.spec.manifest.unenforced_keys()]
-    web_entry = next((p for p in app.spec.manifest.processes if p.type == WEB), None)
-    top_instances = app.spec.manifest.instances
-    if web_entry and web_entry.instances is not None and top_instances not in (None, web_entry.instances):
-        # What `kubectl scale app` writes (the scale subresource's path) must not be lost silently.
-        warnings.append(
-            f"instances: {top_instances} is overridden by the processes web entry's instances: {web_entry.instances} "
-            "(kubectl scale sets the top-level value): scale by editing the web entry, or remove its instances"
-        )
-    warnings += [
-        f"service {b.name} is bound but no Secret {b.name} exists in namespace {app.namespace}: create it "
-        "(until then the App sees no credentials for it)"
-        for b in app.spec.manifest.bindings()
-        if b.name not in credentials
-    ]
-    if app.spec.manifest.routes and settings.routing is Routing.NONE and not app.spec.manifest.no_route:
-        warnings.append("routes are not routed: the cluster admin has not enabled Ingress or Gateway routing")
+    warnings = manifest_warnings(app, settings, credentials)
     return Rendered(objects=objects, ports=ports, run_as=run_as, processes=processes, routes=uris, warnings=warnings)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from wharf.api.app import BUILDPACK_UNKNOWN, App, AppStatus, ProcessStatus, ResolvedImage, State
 from wharf.api.conditions import Condition, ConditionType, Reason
 from wharf.render.workload import Rendered
-from wharf.status.conditions import merge
+from wharf.status.conditions import find, merge
 from wharf.status.pulls import ContainerProblem
 
 
@@ -154,7 +154,14 @@ def compute(
     else:
         instances_ok = all_available
         instances_msg = f"{available}/{desired} instances available"
-    warnings = rendered.warnings if rendered else previous.warnings
+    if rendered:
+        warnings = [w.message for w in rendered.warnings]
+        warnings_reason = rendered.warnings[0].reason if rendered.warnings else Reason.NONE
+    else:  # nothing rendered this time (blocked): what the last render said stands
+        warnings = previous.warnings
+        before = find(previous.conditions, ConditionType.MANIFEST_WARNINGS)
+        kept = Reason(before.reason) if before and before.reason in {r.value for r in Reason} else Reason.IGNORED_KEYS
+        warnings_reason = kept if warnings else Reason.NONE
     conditions = [
         _c(ConditionType.READY, ready[0], ready[1], ready[2], gen),
         _image_condition(resolution, gen),
@@ -170,7 +177,7 @@ def compute(
         _c(
             ConditionType.MANIFEST_WARNINGS,
             bool(warnings),
-            Reason.IGNORED_KEYS if warnings else Reason.NONE,
+            warnings_reason,
             "; ".join(warnings),
             gen,
         ),
