@@ -34,6 +34,9 @@ class Settings(BaseModel):
     default_uid: int = Field(default=2000, ge=1, description="uid for images whose USER is root/non-numeric")
     default_memory_mb: int = Field(default=1024, ge=1)
     default_disk_mb: int = Field(default=1024, ge=1)
+    image_age_warning_days: int = Field(
+        default=0, ge=0, description="warn when the image was built more than this many days ago (S16); 0: never"
+    )
     node_platform: str = "linux/amd64"
     registry_insecure: tuple[str, ...] = Field(default=(), description="host[:port] reached over plain HTTP")
     registry_allow: tuple[str, ...] = Field(
@@ -68,6 +71,7 @@ class Settings(BaseModel):
             "default_uid": "WHARF_DEFAULT_UID",
             "default_memory_mb": "WHARF_DEFAULT_MEMORY_MB",
             "default_disk_mb": "WHARF_DEFAULT_DISK_MB",
+            "image_age_warning_days": "WHARF_IMAGE_AGE_WARNING_DAYS",
             "node_platform": "WHARF_NODE_PLATFORM",
             "registry_ca_bundle": "WHARF_REGISTRY_CA_BUNDLE",
             "routing": "WHARF_ROUTING",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -37,6 +38,7 @@ def make_facts(
     workdir: str = "",
     env: tuple[str, ...] = (),
     reference: str = "registry.example.com:5000/team/shop:1.0",
+    created: datetime | None = None,
 ) -> ImageFacts:
     """`ports` entries are numbers (tcp) or docker's `"53/udp"` spelling."""
     exposed = []
@@ -52,6 +54,7 @@ def make_facts(
         cmd=cmd,
         workdir=workdir,
         env=env,
+        created=created,
     )
 
 

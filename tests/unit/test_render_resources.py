@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from render_support import deployment, main_container, make_app, of_kind, render_ok
+from render_support import deployment, main_container, make_app, make_facts, of_kind, render_ok
 
 from wharf.config import Settings
 
@@ -128,3 +130,20 @@ def test_a_top_level_instances_the_web_entry_overrides_is_a_warning() -> None:
     ]
     assert render_ok(make_app({"instances": 2, "processes": [{"type": "web", "instances": 2}]})).warnings == []
     assert render_ok(make_app({"instances": 5, "processes": [{"type": "web"}]})).warnings == []
+
+
+def test_an_image_older_than_the_cluster_limit_is_a_warning() -> None:
+    # S16: wharf shows the image's creation date and warns when it is old, where the cluster admin asks for it
+    facts = make_facts(created=dt.datetime(2019, 1, 15, 8, 30, tzinfo=dt.UTC))
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+    warned = render_ok(make_app(), facts, Settings(image_age_warning_days=365), now=now).warnings
+    assert [(w.reason, w.message) for w in warned] == [
+        (
+            "OldImage",
+            "the image was built 2019-01-15, more than 365 days ago: rebuild it on a current base image "
+            "(its root filesystem is yours to patch)",
+        )
+    ]
+    assert render_ok(make_app(), facts, Settings(), now=now).warnings == []  # 0 (the default): never
+    assert render_ok(make_app(), facts, Settings(image_age_warning_days=3000), now=now).warnings == []
+    assert render_ok(make_app(), make_facts(), Settings(image_age_warning_days=1), now=now).warnings == []  # no date

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     INSTANCES_OVERRIDDEN = "InstancesOverridden"
     SERVICE_SECRET_MISSING = "ServiceSecretMissing"
     ROUTES_NOT_ROUTED = "RoutesNotRouted"
+    OLD_IMAGE = "OldImage"
     NONE = "None"
     # First visit
     PENDING = "Pending"

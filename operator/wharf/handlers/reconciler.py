@@ -204,6 +204,7 @@ class Reconciler:
                 registry_password=password,
                 service_credentials=await self._service_credentials(app),
                 restaged=resolution.image.restage,
+                now=dt.datetime.now(dt.UTC),
             )
         except RenderError as error:
             await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from wharf.api.app import App
@@ -287,8 +288,31 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def _image_age(facts: ImageFacts, settings: Settings, now: datetime | None) -> list[ManifestWarning]:
+    """S16: the root filesystem is the user's; an image built long ago likely carries an unpatched base."""
+    limit = settings.image_age_warning_days
+    if not limit or now is None or facts.created is None:
+        return []
+    created = facts.created if facts.created.tzinfo else facts.created.replace(tzinfo=UTC)
+    age = (now - created).days
+    if age <= limit:
+        return []
+    return [
+        ManifestWarning(
+            Reason.OLD_IMAGE,
+            # No day count in the text: it would change the status (and post an Event) every day.
+            f"the image was built {created:%Y-%m-%d}, more than {limit} days ago: rebuild it on a current base image "
+            "(its root filesystem is yours to patch)",
+        )
+    ]
+
+
 def manifest_warnings(
-    app: App, settings: Settings, credentials: Mapping[str, Mapping[str, str]]
+    app: App,
+    facts: ImageFacts,
+    settings: Settings,
+    credentials: Mapping[str, Mapping[str, str]],
+    now: datetime | None = None,
 ) -> list[ManifestWarning]:
     """In a stable order: ignored keys (S2) first, as most pasted CF manifests have them."""
     manifest = app.spec.manifest
@@ -326,7 +350,7 @@ def manifest_warnings(
                 "routes are not routed: the cluster admin has not enabled Ingress or Gateway routing",
             )
         )
-    return warnings
+    return warnings + _image_age(facts, settings, now)
 
 
 def render(
@@ -337,10 +361,12 @@ def render(
     registry_password: str | None = None,
     service_credentials: Mapping[str, Mapping[str, str]] | None = None,
     restaged: str | None = None,
+    now: datetime | None = None,
 ) -> Rendered:
     """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user).
 
     `service_credentials` maps each bound Secret that exists to its data.
+    `now` dates the image's age (S16); without it, no age warning.
     `restaged` is the restage token the image resolution answered (not the one asked for: a restage still waiting
     for the registry must not roll the pods onto an image it could not re-read)."""
     ports = choose(app, facts)
@@ -361,5 +387,5 @@ def render(
     )
     objects.append(service(app, ports))
     objects.extend(routing(app, ports, settings))
-    warnings = manifest_warnings(app, settings, credentials)
+    warnings = manifest_warnings(app, facts, settings, credentials, now)
     return Rendered(objects=objects, ports=ports, run_as=run_as, processes=processes, routes=uris, warnings=warnings)
