@@ -166,6 +166,14 @@ class Metadata(_Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+def _as_bindings(services: tuple[str | Service, ...]) -> list[Service]:
+    return [Service(name=s) if isinstance(s, str) else s for s in services]
+
+
+def _repeated(values: list[str]) -> list[str]:
+    return sorted({v for v in values if values.count(v) > 1})
+
+
 # The CRD's int-or-string: the apiserver refuses other YAML scalars (`true`, `1.5`), so the model does too.
 EnvValue = str | Annotated[int, Strict()]
 
@@ -215,8 +223,7 @@ class Manifest(ProcessSettings):
     @field_validator("processes")
     @classmethod
     def _unique_types(cls, processes: tuple[Process, ...]) -> tuple[Process, ...]:
-        types = [p.type for p in processes]
-        duplicates = sorted({t for t in types if types.count(t) > 1})
+        duplicates = _repeated([p.type for p in processes])
         if duplicates:
             raise ValueError(f"process types must be unique; repeated: {', '.join(duplicates)}")
         return processes
@@ -225,9 +232,9 @@ class Manifest(ProcessSettings):
     @classmethod
     def _unique_bindings(cls, services: tuple[str | Service, ...]) -> tuple[str | Service, ...]:
         # CF binds a service instance to an app once; two bindings of one name would share a directory.
-        bound = [Service(name=s) if isinstance(s, str) else s for s in services]
+        bound = _as_bindings(services)
         for label, values in (("services", [b.name for b in bound]), ("binding names", [b.directory for b in bound])):
-            repeated = sorted({v for v in values if values.count(v) > 1})
+            repeated = _repeated(values)
             if repeated:
                 raise ValueError(
                     f"{label} must be unique (each service is bound once); repeated: {', '.join(repeated)}"
@@ -236,7 +243,7 @@ class Manifest(ProcessSettings):
 
     def bindings(self) -> list[Service]:
         """`services` with bare names as bindings of their own name."""
-        return [Service(name=s) if isinstance(s, str) else s for s in self.services]
+        return _as_bindings(self.services)
 
     @model_validator(mode="after")
     def _routes_and_no_route(self) -> Manifest:
