@@ -1,12 +1,11 @@
 """S10: the several-port `port` health check is an `sh` script; here it runs under real shells against real sockets.
 
-The shells are the ones images carry: dash (Debian's sh), BusyBox ash (Alpine's sh) and bash. The script reads this
+The `shell` fixture (tests/unit/conftest.py) runs each test under dash, BusyBox ash and bash. The script reads this
 machine's /proc/net/tcp{,6}, as it reads the pod's inside the container (a pod is one network namespace).
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,16 +13,6 @@ from collections.abc import Iterator
 import pytest
 
 from wharf.render.probes import listening_check
-
-SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"], "bash": ["bash"]}
-
-
-@pytest.fixture(params=sorted(SHELLS))
-def shell(request: pytest.FixtureRequest) -> list[str]:
-    command: list[str] = SHELLS[request.param]
-    # Installed by scripts/setup.sh (tests/harness/apt-packages.txt): a missing shell is a broken setup, not a skip.
-    assert shutil.which(command[0]), f"{command[0]} is not installed: run scripts/setup.sh"
-    return command
 
 
 @pytest.fixture

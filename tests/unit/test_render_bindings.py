@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -34,7 +33,6 @@ CREDENTIALS = {
     "cache": {"host": "redis", "port": "6379", "tls.crt": "-----BEGIN CERTIFICATE-----\nMII\n-----END-----\n"},
 }
 SERVICES: list[Any] = ["db", {"name": "cache", "binding_name": "my cache"}]
-SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"], "bash": ["bash"]}
 
 
 def _rendered(**manifest: Any) -> Any:
@@ -119,13 +117,6 @@ def test_each_service_is_bound_once_under_its_own_name(services: list[Any]) -> N
     # CF binds an instance to an app once; two bindings sharing a name would share a directory
     with pytest.raises(ValidationError, match="must be unique"):
         make_app({"services": services})
-
-
-@pytest.fixture(params=sorted(SHELLS))
-def shell(request: pytest.FixtureRequest) -> list[str]:
-    command: list[str] = SHELLS[request.param]
-    assert shutil.which(command[0]), f"{command[0]} is not installed: run scripts/setup.sh"
-    return command
 
 
 def _run_init(shell: list[str], rendered: Any, root: Path) -> subprocess.CompletedProcess[str]:
