@@ -20,7 +20,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pytest
 import yaml
 
 from harness.fixtures_cluster import Cluster
+from harness.polling import poll
 from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,13 +69,9 @@ class Operator:
 
     def wait_for(self, what: str, predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
         """Poll `predicate()` until it returns something truthy; fail with the operator's log otherwise."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
+        last = poll(predicate, timeout, interval)
+        if last:
+            return last
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n--- operator log ---\n"
                              f"{self.log_tail()}")
 
@@ -104,10 +100,8 @@ def _start(
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
     # Established comes before the resource's storage answers (429 "storage is (re)initializing"): the operator
     # starts once Apps can be listed, so its first watches do not begin with retries.
-    deadline = time.monotonic() + 60
-    while cluster.kubectl("get", "apps.wharf.dev", "-A", check=False).returncode != 0:
-        assert time.monotonic() < deadline, "Apps cannot be listed 60 s after the CRD was Established"
-        time.sleep(0.2)
+    listable = poll(lambda: cluster.kubectl("get", "apps.wharf.dev", "-A", check=False).returncode == 0, 60, 0.2)
+    assert listable, "Apps cannot be listed 60 s after the CRD was Established"
     for registry in registries:
         cluster.trust_registry(registry)
     env = {
@@ -133,11 +127,9 @@ def _wait_until_new_namespaces_are_seen(operator: Operator, attempts: int = 12) 
     for _ in range(attempts):
         sentinel = operator.cluster.create_namespace(f"wharf-harness-{uuid.uuid4().hex[:8]}", restricted=False)
         seen = f"Starting the watch-stream for apps.v1alpha1.wharf.dev in '{sentinel}'"
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and seen not in operator.log_file.read_text(errors="replace"):
-            time.sleep(0.2)
+        picked_up = poll(lambda line=seen: line in operator.log_file.read_text(errors="replace"), 5, 0.2)
         operator.cluster.delete_namespace(sentinel)
-        if seen in operator.log_file.read_text(errors="replace"):
+        if picked_up:
             return
     raise AssertionError(f"the operator did not pick up new namespaces:\n{operator.log_tail()}")
 

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from harness.fixtures_cluster import Cluster
 from harness.images import ImageSpec
+from harness.polling import poll
 from harness.registry import RegistryServer
 
 pytestmark = pytest.mark.cluster
@@ -32,13 +33,9 @@ RESTRICTED_SC: dict[str, Any] = {
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 0.3) -> Any:
     """Poll `probe` until it returns something truthy; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
+    last = poll(probe, timeout, interval)
+    if last:
+        return last
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
