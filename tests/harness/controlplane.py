@@ -17,7 +17,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,18 +30,13 @@ from types import TracebackType
 from typing import Any
 
 from harness.certs import CA, Pair, rsa_keypair
+from harness.ports import free_port
 
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_IP_ANNOTATION = "harness.wharf.dev/node-ip"
 _PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

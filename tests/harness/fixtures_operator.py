@@ -6,7 +6,7 @@ Fixtures:
 - `app_ns` (function): a fresh PodSecurity-`restricted` namespace.
 - `outage_registry` (function): a plain-HTTP registry of the test's own, to stop()/start() for outages (S14). The
   operator's insecure list is fixed when it starts, so the session reserves one loopback port for it up front
-  (held by a bound, non-listening SO_REUSEADDR socket so no other free_port() caller takes it), lists it as
+  (held by a bound, non-listening socket, harness.ports.reserved_port()), lists it as
   insecure, and each test's outage registry serves on that port with fresh storage.
 
 The session operator watches every namespace except `wharf-solo-*` (SOLO_NAMESPACES), which are for tests that
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,6 +31,7 @@ import yaml
 
 from harness.fixtures_cluster import Cluster
 from harness.polling import poll
+from harness.ports import free_port, reserved_port
 from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +39,6 @@ CRD = ROOT / "crds" / "app.yaml"
 # Namespaces the session operator leaves alone (a kopf negated glob), so a test may run a second operator with
 # other cluster-admin settings there (e.g. WHARF_ROOT_USER_POLICY=refuse) without the two fighting over an App.
 SOLO_NAMESPACES = "wharf-solo-*"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -78,15 +72,6 @@ class Operator:
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}
         return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def _reserve_port() -> socket.socket:
-    """A loopback port kept from other free_port() callers until a registry binds it (Go sets SO_REUSEADDR, and
-    Linux lets it bind next to a socket that is bound but not listening)."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def _start(
@@ -193,7 +178,7 @@ def wharf_operator(
 ) -> Iterator[Operator]:
     workdir = tmp_path_factory.mktemp("operator")
     registries = [registry_plain, registry_tls, registry_basic, registry_token]
-    reserved = _reserve_port()
+    reserved = reserved_port()
     outage_host = f"127.0.0.1:{reserved.getsockname()[1]}"
     try:
         operator = _start(cluster, registries, Path(registry_ca.cert), workdir, extra_insecure=(outage_host,))

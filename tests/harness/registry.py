@@ -22,7 +22,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ import httpx
 import yaml
 
 from harness.certs import CA
+from harness.ports import free_port
 from harness.tokenserver import TokenServer
 
 Mode = Literal["plain", "tls", "basic", "token"]
@@ -64,12 +64,6 @@ def _new_group_dying_with_parent() -> None:
     os.setsid()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def htpasswd_line(username: str, password: str) -> str:
