@@ -7,7 +7,8 @@ bash scripts/setup.sh
 export WHARF_BIN_DIR="$(bash tests/cluster/build-binaries.sh | tail -n 1)"
 
 echo "== static checks"
-.venv/bin/ruff check operator
+.venv/bin/ruff check operator tests
+.venv/bin/ruff format --check operator tests
 .venv/bin/mypy
 .venv/bin/lint-imports
 

@@ -57,10 +57,19 @@ def up(args: argparse.Namespace) -> int:
         started = time.monotonic()
         cp.start()
         agent = PullAgent(cp.kubeconfig, ca_files=args.ca_file, insecure=args.insecure).start()
-        state_file.write_text(json.dumps({
-            "pid": os.getpid(), "kubeconfig": str(cp.kubeconfig), "server": cp.server, "bin_dir": str(bin_dir),
-            "pgids": cp.pgids, "logs": str(workdir / "logs"),
-        }, indent=2))
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "kubeconfig": str(cp.kubeconfig),
+                    "server": cp.server,
+                    "bin_dir": str(bin_dir),
+                    "pgids": cp.pgids,
+                    "logs": str(workdir / "logs"),
+                },
+                indent=2,
+            )
+        )
         print(f"# control plane up in {time.monotonic() - started:.1f}s; logs in {workdir / 'logs'}", flush=True)
         print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
         print(f"export PATH={bin_dir}:$PATH", flush=True)

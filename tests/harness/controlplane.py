@@ -118,9 +118,7 @@ def _kubeconfig(server: str, ca: Path, pair: Pair, user: str) -> dict[str, Any]:
 class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok with `nodes` fake nodes."""
 
-    def __init__(
-        self, workdir: Path, bin_dir: Path, *, nodes: int = 1, startup_timeout: float = 120.0
-    ) -> None:
+    def __init__(self, workdir: Path, bin_dir: Path, *, nodes: int = 1, startup_timeout: float = 120.0) -> None:
         self.workdir = Path(workdir).resolve()
         self.bin_dir = Path(bin_dir).resolve()
         self.node_names = [f"fake-node-{i}" for i in range(nodes)]
@@ -136,9 +134,7 @@ class ControlPlane:
         self.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     def __hash__(self) -> int:
@@ -177,8 +173,13 @@ class ControlPlane:
         log = logs / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -208,8 +209,15 @@ class ControlPlane:
         ca = CA(pki, name="wharf-test-cluster-ca")
         serving = ca.issue(
             "kube-apiserver",
-            hosts=("127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default",
-                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+            hosts=(
+                "127.0.0.1",
+                "localhost",
+                "10.96.0.1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
         )
         self._admin = ca.issue("admin", organization="system:masters", client=True)
         kcm = ca.issue("system:kube-controller-manager", client=True)
@@ -220,31 +228,55 @@ class ControlPlane:
         # etcd
         etcd_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        etcd = self._spawn("etcd", [
-            str(self.bin_dir / "etcd"), "--name=wharf-test", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=wharf-test=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn", "--listen-metrics-urls=",
-        ])
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name=wharf-test",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=wharf-test=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--listen-metrics-urls=",
+            ],
+        )
         self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), etcd)
 
         # kube-apiserver
         api_port = free_port()
         self.server = f"https://127.0.0.1:{api_port}"
-        apiserver = self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--cert-dir={pki}", f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-            f"--client-ca-file={ca.cert}", "--authorization-mode=Node,RBAC",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa.cert}", f"--service-account-signing-key-file={sa.key}",
-            "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
-        ])
-        for name, pair in (("admin", self._admin), ("kube-controller-manager", kcm),
-                           ("kube-scheduler", sched), ("kwok", kwok)):
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+        )
+        for name, pair in (
+            ("admin", self._admin),
+            ("kube-controller-manager", kcm),
+            ("kube-scheduler", sched),
+            ("kwok", kwok),
+        ):
             path = self.kubeconfig if name == "admin" else self.workdir / f"{name}.kubeconfig"
             path.write_text(json.dumps(_kubeconfig(self.server, ca.cert, pair, name), indent=2))
             path.chmod(0o600)
@@ -252,27 +284,54 @@ class ControlPlane:
 
         # controllers, scheduler, kwok
         kcm_conf = self.workdir / "kube-controller-manager.kubeconfig"
-        self._spawn("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"), f"--kubeconfig={kcm_conf}",
-            f"--authentication-kubeconfig={kcm_conf}", f"--authorization-kubeconfig={kcm_conf}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", f"--cert-dir={pki / 'kcm'}",
-            "--leader-elect=false", "--controllers=*", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={sa.key}", f"--root-ca-file={ca.cert}",
-            f"--cluster-signing-cert-file={ca.cert}", f"--cluster-signing-key-file={ca.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kcm_conf}",
+                f"--authentication-kubeconfig={kcm_conf}",
+                f"--authorization-kubeconfig={kcm_conf}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--cert-dir={pki / 'kcm'}",
+                "--leader-elect=false",
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={sa.key}",
+                f"--root-ca-file={ca.cert}",
+                f"--cluster-signing-cert-file={ca.cert}",
+                f"--cluster-signing-key-file={ca.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+            ],
+        )
         sched_conf = self.workdir / "kube-scheduler.kubeconfig"
-        self._spawn("kube-scheduler", [
-            str(self.bin_dir / "kube-scheduler"), f"--kubeconfig={sched_conf}",
-            f"--authentication-kubeconfig={sched_conf}", f"--authorization-kubeconfig={sched_conf}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}", f"--cert-dir={pki / 'scheduler'}",
-            "--leader-elect=false", "--profiling=false",
-        ])
-        self._spawn("kwok", [
-            str(self.bin_dir / "kwok"), f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}", f"--config={STAGES}",
-            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-            "--node-ip=10.250.0.1", "--cidr=10.244.0.0/16",
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--kubeconfig={sched_conf}",
+                f"--authentication-kubeconfig={sched_conf}",
+                f"--authorization-kubeconfig={sched_conf}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--cert-dir={pki / 'scheduler'}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(self.bin_dir / "kwok"),
+                f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
+                f"--config={STAGES}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                "--node-ip=10.250.0.1",
+                "--cidr=10.244.0.0/16",
+            ],
+        )
 
         for i, name in enumerate(self.node_names):
             self.create_node(name, f"10.250.0.{i + 1}")
@@ -282,23 +341,32 @@ class ControlPlane:
 
     def create_node(self, name: str, ip: str) -> None:
         node = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {
                 "name": name,
                 "annotations": {FAKE_NODE_ANNOTATION: "fake", NODE_IP_ANNOTATION: ip},
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
             },
             "spec": {},
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(node))
 
     # -- access ----------------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -323,7 +391,8 @@ class ControlPlane:
         body = self._get("/api/v1/nodes")
         items = json.loads(body or "{}").get("items", [])
         ready = {
-            n["metadata"]["name"] for n in items
+            n["metadata"]["name"]
+            for n in items
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
             and not any(t.get("effect") == "NoSchedule" for t in n.get("spec", {}).get("taints", []))
         }

@@ -65,16 +65,21 @@ class Cluster:
         api: client.ApiClient = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
         return api
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl as the admin; with check=True a non-zero exit raises (stderr in the message)."""
         return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout)
 
     def create_namespace(self, name: str, restricted: bool = True, labels: dict[str, str] | None = None) -> str:
         all_labels = dict(labels or {})
         if restricted:
-            all_labels.update({"pod-security.kubernetes.io/enforce": "restricted",
-                               "pod-security.kubernetes.io/enforce-version": "latest"})
+            all_labels.update(
+                {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }
+            )
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=all_labels))
         with self.api_client() as api:
             client.CoreV1Api(api).create_namespace(body)

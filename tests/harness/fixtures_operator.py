@@ -66,8 +66,9 @@ class Operator:
         last = poll(predicate, timeout, interval)
         if last:
             return last
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}\n--- operator log ---\n"
-                             f"{self.log_tail()}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; last={last!r}\n--- operator log ---\n{self.log_tail()}"
+        )
 
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}

@@ -99,8 +99,7 @@ def with_platform(spec: ImageSpec, platform: str) -> ImageSpec:
 # Names are stable: tests (and the pull agent) refer to them. Keep each image about one fact.
 STANDARD_IMAGES: dict[str, AnySpec] = {
     # S6: several TCP ports, unsorted on purpose; lowest is 8080, the route target
-    "multi-port": ImageSpec(exposed_ports=["9000/tcp", "8080/tcp", "8443/tcp"], user="1001",
-                            cmd=["/app/server"]),
+    "multi-port": ImageSpec(exposed_ports=["9000/tcp", "8080/tcp", "8443/tcp"], user="1001", cmd=["/app/server"]),
     "single-port": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"]),
     "udp-only": ImageSpec(exposed_ports=["53/udp", "9090/udp"], user="1001", cmd=["/app/dns"]),
     "mixed-tcp-udp": ImageSpec(exposed_ports=["5353/udp", "7000/tcp"], user="1001", cmd=["/app/server"]),
@@ -116,33 +115,68 @@ STANDARD_IMAGES: dict[str, AnySpec] = {
     "user-named": ImageSpec(exposed_ports=["8080/tcp"], user="nginx", cmd=["nginx", "-g", "daemon off;"]),
     "low-port-nonroot": ImageSpec(exposed_ports=["80/tcp"], user="1001", cmd=["/app/server"]),
     # S5: start command
-    "entrypoint-and-cmd": ImageSpec(exposed_ports=["8080/tcp"], user="1001",
-                                    entrypoint=["/docker-entrypoint.sh"], cmd=["serve", "--port", "8080"]),
+    "entrypoint-and-cmd": ImageSpec(
+        exposed_ports=["8080/tcp"], user="1001", entrypoint=["/docker-entrypoint.sh"], cmd=["serve", "--port", "8080"]
+    ),
     "entrypoint-only": ImageSpec(exposed_ports=["8080/tcp"], user="1001", entrypoint=["/app/server"]),
     "cmd-only": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server", "--verbose"]),
     "no-command": ImageSpec(exposed_ports=["8080/tcp"], user="1001"),
     "workdir": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["./server"], workdir="/srv/app"),
     # S9: image ENV is the lowest layer; the platform's PORT overrides the image's
-    "env-port": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"],
-                          env=[DEFAULT_PATH, "PORT=1234", "GREETING=hello world", "APP_MODE=production",
-                               "EMPTY="]),
-    "labels": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"],
-                        labels={"org.opencontainers.image.title": "wharf-test", "maintainer": "wharf"}),
+    "env-port": ImageSpec(
+        exposed_ports=["8080/tcp"],
+        user="1001",
+        cmd=["/app/server"],
+        env=[DEFAULT_PATH, "PORT=1234", "GREETING=hello world", "APP_MODE=production", "EMPTY="],
+    ),
+    "labels": ImageSpec(
+        exposed_ports=["8080/tcp"],
+        user="1001",
+        cmd=["/app/server"],
+        labels={"org.opencontainers.image.title": "wharf-test", "maintainer": "wharf"},
+    ),
     # S16: an old base image
-    "old-image": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"],
-                           created=dt.datetime(2019, 1, 15, 8, 30, 0, tzinfo=dt.UTC)),
+    "old-image": ImageSpec(
+        exposed_ports=["8080/tcp"],
+        user="1001",
+        cmd=["/app/server"],
+        created=dt.datetime(2019, 1, 15, 8, 30, 0, tzinfo=dt.UTC),
+    ),
     # S13: index -> node platform; the ports tell which manifest was chosen
-    "multi-platform": ImageIndexSpec([
-        ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"],
-                  os="linux", architecture="amd64", labels={"platform": "linux/amd64"}),
-        ImageSpec(exposed_ports=["9090/tcp"], user="1001", cmd=["/app/server"],
-                  os="linux", architecture="arm64", variant="v8", labels={"platform": "linux/arm64"}),
-    ]),
+    "multi-platform": ImageIndexSpec(
+        [
+            ImageSpec(
+                exposed_ports=["8080/tcp"],
+                user="1001",
+                cmd=["/app/server"],
+                os="linux",
+                architecture="amd64",
+                labels={"platform": "linux/amd64"},
+            ),
+            ImageSpec(
+                exposed_ports=["9090/tcp"],
+                user="1001",
+                cmd=["/app/server"],
+                os="linux",
+                architecture="arm64",
+                variant="v8",
+                labels={"platform": "linux/arm64"},
+            ),
+        ]
+    ),
     # an index without the default node platform (linux/amd64)
-    "arm-only": ImageIndexSpec([
-        ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"],
-                  os="linux", architecture="arm64", variant="v8"),
-    ]),
+    "arm-only": ImageIndexSpec(
+        [
+            ImageSpec(
+                exposed_ports=["8080/tcp"],
+                user="1001",
+                cmd=["/app/server"],
+                os="linux",
+                architecture="arm64",
+                variant="v8",
+            ),
+        ]
+    ),
 }
 
 
@@ -266,8 +300,15 @@ def inspect_raw(registry: RegistryServer, reference: str, **kw: Any) -> bytes:
 def inspect_config(registry: RegistryServer, reference: str, **kw: Any) -> dict[str, Any]:
     """The image config blob exactly as stored (--raw: skopeo's parsed form drops empty fields such as
     `"User": ""`); for an index, the linux/amd64 manifest's."""
-    out = skopeo("inspect", "--config", "--raw", "--override-os=linux", "--override-arch=amd64",
-                 *skopeo_flags(registry, **kw), f"docker://{registry.host}/{reference}")
+    out = skopeo(
+        "inspect",
+        "--config",
+        "--raw",
+        "--override-os=linux",
+        "--override-arch=amd64",
+        *skopeo_flags(registry, **kw),
+        f"docker://{registry.host}/{reference}",
+    )
     doc: dict[str, Any] = json.loads(out.stdout)
     return doc
 

@@ -28,8 +28,9 @@ from harness.pull_agent import PullAgent
 from harness.registry import RegistryServer
 
 EXAMPLE = ROOT / "examples" / "minimal-app.yaml"
-EXAMPLE_IMAGE = ImageSpec(exposed_ports=["9000/tcp", "8080/tcp"], user="1001", cmd=["/app/server"],
-                          env=["GREETING=hello"])
+EXAMPLE_IMAGE = ImageSpec(
+    exposed_ports=["9000/tcp", "8080/tcp"], user="1001", cmd=["/app/server"], env=["GREETING=hello"]
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,18 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         app["metadata"]["namespace"] = namespace
         operator.apply(app)
         name = app["metadata"]["name"]
-        operator.wait_for("the example App to be Ready",
-                          lambda: operator.condition(name, namespace).get("status") == "True", timeout=120)
+        operator.wait_for(
+            "the example App to be Ready",
+            lambda: operator.condition(name, namespace).get("status") == "True",
+            timeout=120,
+        )
         kubectl = f"{bin_dir}/kubectl --kubeconfig {control_plane.kubeconfig}"
         print(cluster.kubectl("get", "apps,deployments,services,pods", "-n", namespace).stdout)
         elapsed = time.monotonic() - started
-        print(f"""wharf is up in {elapsed:.0f}s: the example App {name} is Ready (image digest {digest}).
+        print(
+            f"""wharf is up in {elapsed:.0f}s: the example App {name} is Ready (image digest {digest}).
 Look at it:
   {kubectl} get apps -n {namespace} -o wide
   {kubectl} describe app {name} -n {namespace}
   {kubectl} get deployment {name}-web -n {namespace} -o yaml
 Registry: http://{registry.host}   operator log: {operator.log_file}
-""", flush=True)
+""",
+            flush=True,
+        )
         if not args.check:
             print("Ctrl-C stops everything.", flush=True)
             stop.wait()

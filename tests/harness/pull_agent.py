@@ -86,9 +86,18 @@ class _PodState:
 
 
 class PullAgent:
-    def __init__(self, kubeconfig: Path | str, *, ca_files: list[Path] | None = None,
-                 insecure: list[str] | None = None, interval: float = 0.5, backoff: float = 1.0,
-                 max_backoff: float = 4.0, skopeo: str = "skopeo", platform: str = "linux/amd64") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        *,
+        ca_files: list[Path] | None = None,
+        insecure: list[str] | None = None,
+        interval: float = 0.5,
+        backoff: float = 1.0,
+        max_backoff: float = 4.0,
+        skopeo: str = "skopeo",
+        platform: str = "linux/amd64",
+    ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.insecure: set[str] = set(insecure or [])
         self.interval, self.backoff, self.max_backoff, self.skopeo = interval, backoff, max_backoff, skopeo
@@ -168,14 +177,18 @@ class PullAgent:
     def _sync_pod(self, pod: Any, host_ip: str | None) -> None:
         md, spec, status = pod.metadata, pod.spec, pod.status
         if md.deletion_timestamp:
-            self.core.delete_namespaced_pod(md.name, md.namespace, grace_period_seconds=0,
-                                            body=client.V1DeleteOptions(grace_period_seconds=0))
+            self.core.delete_namespaced_pod(
+                md.name, md.namespace, grace_period_seconds=0, body=client.V1DeleteOptions(grace_period_seconds=0)
+            )
             return
         if status.phase in ("Succeeded", "Failed"):
             return
         containers = list(spec.init_containers or []) + list(spec.containers)
-        if status.phase == "Running" and all(c.ready for c in status.container_statuses or []) and len(
-            status.container_statuses or []) == len(spec.containers):
+        if (
+            status.phase == "Running"
+            and all(c.ready for c in status.container_statuses or [])
+            and len(status.container_statuses or []) == len(spec.containers)
+        ):
             return  # running: images are on the node; the registry no longer matters
         images = tuple(c.image for c in containers)
         st = self._states.get(md.uid)
@@ -185,8 +198,10 @@ class PullAgent:
         if now < st.next_at:
             return
         if st.failed and not st.backoff_shown and all(r == "ErrImagePull" for r, _ in st.failed.values()):
-            st.failed = {n: ("ImagePullBackOff", f'Back-off pulling image "{_image(containers, n)}": ErrImagePull: {m}')
-                         for n, (_, m) in st.failed.items()}
+            st.failed = {
+                n: ("ImagePullBackOff", f'Back-off pulling image "{_image(containers, n)}": ErrImagePull: {m}')
+                for n, (_, m) in st.failed.items()
+            }
             st.backoff_shown = True
             st.next_at = now + min(self.backoff * 2 ** (st.failures - 1), self.max_backoff)
             self._patch(pod, host_ip, st.failed, {})
@@ -197,17 +212,21 @@ class PullAgent:
         for c in containers:
             norm = normalize(c.image)
             if norm is None:
-                failed[c.name] = ("InvalidImageName",
-                                  f'Failed to apply default image tag "{c.image}": couldn\'t parse image name '
-                                  f'"{c.image}": invalid reference format')
+                failed[c.name] = (
+                    "InvalidImageName",
+                    f'Failed to apply default image tag "{c.image}": couldn\'t parse image name '
+                    f'"{c.image}": invalid reference format',
+                )
                 continue
             ok, detail = self._pull(norm[0], norm[1], auths.get(norm[0], []))
             if ok:
                 ids[c.name] = detail
             else:
                 code = "NotFound" if "manifest unknown" in detail else "Unknown"
-                failed[c.name] = ("ErrImagePull", f'rpc error: code = {code} '
-                                  f'desc = failed to pull and unpack image "{norm[1]}": {detail}')
+                failed[c.name] = (
+                    "ErrImagePull",
+                    f'rpc error: code = {code} desc = failed to pull and unpack image "{norm[1]}": {detail}',
+                )
         st.failed, st.backoff_shown = failed, False
         if failed:
             st.failures += 1
@@ -231,8 +250,10 @@ class PullAgent:
             else:
                 continue
             for key, entry in entries.items():
-                auth = entry.get("auth") or base64.b64encode(
-                    f"{entry.get('username', '')}:{entry.get('password', '')}".encode()).decode()
+                auth = (
+                    entry.get("auth")
+                    or base64.b64encode(f"{entry.get('username', '')}:{entry.get('password', '')}".encode()).decode()
+                )
                 out.setdefault(_auth_host(key), []).append(auth)
         return out
 
@@ -245,8 +266,19 @@ class PullAgent:
             tls = ["--tls-verify=false"] if host in self.insecure else [f"--cert-dir={self.cert_dir}"]
             try:
                 out = subprocess.run(
-                    [self.skopeo, "--command-timeout=15s", "inspect", "--raw", f"--authfile={authfile}", *tls,
-                     f"docker://{ref}"], capture_output=True, timeout=20, env=self._env)
+                    [
+                        self.skopeo,
+                        "--command-timeout=15s",
+                        "inspect",
+                        "--raw",
+                        f"--authfile={authfile}",
+                        *tls,
+                        f"docker://{ref}",
+                    ],
+                    capture_output=True,
+                    timeout=20,
+                    env=self._env,
+                )
             except subprocess.TimeoutExpired:
                 return False, f"pulling {ref}: timed out"
             finally:
@@ -263,13 +295,18 @@ class PullAgent:
         init_failed = any(c.name in failed for c in spec.init_containers or [])
 
         def cstatus(c: Any, init: bool) -> dict[str, Any]:
-            s: dict[str, Any] = {"name": c.name, "image": c.image, "imageID": ids.get(c.name, ""),
-                                 "restartCount": 0, "ready": False, "started": False}
+            s: dict[str, Any] = {
+                "name": c.name,
+                "image": c.image,
+                "imageID": ids.get(c.name, ""),
+                "restartCount": 0,
+                "ready": False,
+                "started": False,
+            }
             if c.name in failed:
                 s["state"] = {"waiting": {"reason": failed[c.name][0], "message": failed[c.name][1]}}
             elif init:
-                s["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now,
-                                             "finishedAt": now}}
+                s["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
                 s["ready"] = True
             elif init_failed:
                 s["state"] = {"waiting": {"reason": "PodInitializing"}}
@@ -283,41 +320,68 @@ class PullAgent:
         ready = not unready
 
         def cond(t: str, ok: bool, reason: str | None = None, msg: str | None = None) -> dict[str, Any]:
-            return {"type": t, "status": "True" if ok else "False", "lastProbeTime": None,
-                    "lastTransitionTime": now, "reason": reason, "message": msg}
+            return {
+                "type": t,
+                "status": "True" if ok else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": now,
+                "reason": reason,
+                "message": msg,
+            }
 
         msg = f"containers with unready status: [{' '.join(unready)}]"
-        body: dict[str, Any] = {"status": {
-            "phase": "Running" if any("running" in s["state"] for s in statuses) else "Pending",
-            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}] if host_ip else None,
-            "startTime": pod.status.start_time.strftime("%Y-%m-%dT%H:%M:%SZ") if pod.status.start_time else now,
-            "initContainerStatuses": [cstatus(c, True) for c in spec.init_containers or []] or None,
-            "containerStatuses": statuses,
-            "conditions": [
-                cond("PodReadyToStartContainers", True),
-                cond("Initialized", not init_failed, None if not init_failed else "ContainersNotInitialized",
-                     None if not init_failed else "containers with incomplete status"),
-                cond("Ready", ready, None if ready else "ContainersNotReady", None if ready else msg),
-                cond("ContainersReady", ready, None if ready else "ContainersNotReady", None if ready else msg),
-                cond("PodScheduled", True),
-            ],
-        }}
+        body: dict[str, Any] = {
+            "status": {
+                "phase": "Running" if any("running" in s["state"] for s in statuses) else "Pending",
+                "hostIP": host_ip,
+                "hostIPs": [{"ip": host_ip}] if host_ip else None,
+                "startTime": pod.status.start_time.strftime("%Y-%m-%dT%H:%M:%SZ") if pod.status.start_time else now,
+                "initContainerStatuses": [cstatus(c, True) for c in spec.init_containers or []] or None,
+                "containerStatuses": statuses,
+                "conditions": [
+                    cond("PodReadyToStartContainers", True),
+                    cond(
+                        "Initialized",
+                        not init_failed,
+                        None if not init_failed else "ContainersNotInitialized",
+                        None if not init_failed else "containers with incomplete status",
+                    ),
+                    cond("Ready", ready, None if ready else "ContainersNotReady", None if ready else msg),
+                    cond("ContainersReady", ready, None if ready else "ContainersNotReady", None if ready else msg),
+                    cond("PodScheduled", True),
+                ],
+            }
+        }
         if not pod.status.pod_ip and not init_failed:
             self._ips += 1
             ip = f"10.244.{self._ips // 250}.{self._ips % 250 + 2}"
             body["status"].update(podIP=ip, podIPs=[{"ip": ip}])
-        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body,
-                                              _content_type="application/merge-patch+json")
+        self.core.patch_namespaced_pod_status(
+            pod.metadata.name, pod.metadata.namespace, body, _content_type="application/merge-patch+json"
+        )
 
     def _event(self, pod: Any, type_: str, reason: str, message: str) -> None:
         with contextlib.suppress(ApiException):
-            self.core.create_namespaced_event(pod.metadata.namespace, client.CoreV1Event(
-                metadata=client.V1ObjectMeta(generate_name=f"{pod.metadata.name}."),
-                involved_object=client.V1ObjectReference(kind="Pod", name=pod.metadata.name, api_version="v1",
-                                                         namespace=pod.metadata.namespace, uid=pod.metadata.uid),
-                type=type_, reason=reason, message=message[:1000], source=client.V1EventSource(
-                    component="kubelet", host=pod.spec.node_name),
-                first_timestamp=dt.datetime.now(dt.UTC), last_timestamp=dt.datetime.now(dt.UTC), count=1))
+            self.core.create_namespaced_event(
+                pod.metadata.namespace,
+                client.CoreV1Event(
+                    metadata=client.V1ObjectMeta(generate_name=f"{pod.metadata.name}."),
+                    involved_object=client.V1ObjectReference(
+                        kind="Pod",
+                        name=pod.metadata.name,
+                        api_version="v1",
+                        namespace=pod.metadata.namespace,
+                        uid=pod.metadata.uid,
+                    ),
+                    type=type_,
+                    reason=reason,
+                    message=message[:1000],
+                    source=client.V1EventSource(component="kubelet", host=pod.spec.node_name),
+                    first_timestamp=dt.datetime.now(dt.UTC),
+                    last_timestamp=dt.datetime.now(dt.UTC),
+                    count=1,
+                ),
+            )
 
 
 def _has_platform(raw: bytes, platform: str) -> bool:
@@ -329,8 +393,10 @@ def _has_platform(raw: bytes, platform: str) -> bool:
     if "manifests" not in doc:
         return True
     os_, arch = platform.split("/")[:2]
-    return any((m.get("platform") or {}).get("os") == os_ and (m.get("platform") or {}).get("architecture") == arch
-               for m in doc["manifests"])
+    return any(
+        (m.get("platform") or {}).get("os") == os_ and (m.get("platform") or {}).get("architecture") == arch
+        for m in doc["manifests"]
+    )
 
 
 def _repository(ref: str) -> str:

@@ -186,8 +186,10 @@ class RegistryServer:
             # written before start: a missing htpasswd file makes distribution invent a random user
             htpasswd = self.workdir / "htpasswd"
             htpasswd.write_text(
-                htpasswd_line(self.username, self.password) + "\n"
-                + htpasswd_line(LIMITED_USERNAME, LIMITED_PASSWORD) + "\n"
+                htpasswd_line(self.username, self.password)
+                + "\n"
+                + htpasswd_line(LIMITED_USERNAME, LIMITED_PASSWORD)
+                + "\n"
             )
             config["auth"] = {"htpasswd": {"realm": "wharf-test-registry", "path": str(htpasswd)}}
         elif self.mode == "token":
@@ -236,11 +238,14 @@ class RegistryServer:
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(
                 [BINARY, "serve", str(config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env=env,
                 # PDEATHSIG follows the forking *thread*: only tie it to the main thread, which lives as long as
                 # the process; from other threads, fall back to a plain new session (atexit still cleans up).
-                preexec_fn=_new_group_dying_with_parent if threading.current_thread() is threading.main_thread()
+                preexec_fn=_new_group_dying_with_parent
+                if threading.current_thread() is threading.main_thread()
                 else os.setsid,
             )
         _LIVE.add(self)

@@ -205,26 +205,40 @@ def _make_handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
                 return None, None, True
             return user, password, True
 
-        def _serve(self, method: str, params: dict[str, list[str]], username: str | None,
-                   password: str | None, gave_creds: bool) -> None:
+        def _serve(
+            self,
+            method: str,
+            params: dict[str, list[str]],
+            username: str | None,
+            password: str | None,
+            gave_creds: bool,
+        ) -> None:
             if urlsplit(self.path).path != "/token":
                 self._reply(404, {"details": "not found"})
                 return
             ok = gave_creds and server.check(username, password)
-            record = TokenRequest(method, username if gave_creds else None, ok,
-                                  _first(params, "service"),
-                                  [s for v in params.get("scope", []) for s in v.split(" ") if s])
+            record = TokenRequest(
+                method,
+                username if gave_creds else None,
+                ok,
+                _first(params, "service"),
+                [s for v in params.get("scope", []) for s in v.split(" ") if s],
+            )
             with server._lock:
                 server.requests.append(record)
             if gave_creds and not ok:  # Docker Hub: wrong credentials are refused, not downgraded to anonymous
-                self._reply(401, {"details": "incorrect username or password"},
-                            {"WWW-Authenticate": 'Basic realm="wharf-test-token"'})
+                self._reply(
+                    401,
+                    {"details": "incorrect username or password"},
+                    {"WWW-Authenticate": 'Basic realm="wharf-test-token"'},
+                )
                 return
             token, access = server.issue(username if ok else None, record.scopes)
             record.granted = access
             issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self._reply(200, {"token": token, "access_token": token,
-                              "expires_in": TOKEN_LIFETIME_S, "issued_at": issued})
+            self._reply(
+                200, {"token": token, "access_token": token, "expires_in": TOKEN_LIFETIME_S, "issued_at": issued}
+            )
 
         def do_GET(self) -> None:
             params = parse_qs(urlsplit(self.path).query)

@@ -42,8 +42,12 @@ def test_app_becomes_deployment_service_and_running_pods(
     op = wharf_operator
     digest = push_image(registry_plain, "e2e/multi", "v1", STANDARD_IMAGES["multi-port"])
     image = f"{registry_plain.host}/e2e/multi:v1"
-    op.apply(in_ns(app("web", image, memory="256M", disk_quota="512M", command="./start --fast",
-                       buildpacks=["go_buildpack"]), app_ns))
+    op.apply(
+        in_ns(
+            app("web", image, memory="256M", disk_quota="512M", command="./start --fast", buildpacks=["go_buildpack"]),
+            app_ns,
+        )
+    )
     op.wait_for("App Ready", lambda: ready(op, "web", app_ns))
     # kubectl wait, as GitOps users script it, agrees (S14/issue 5).
     op.cluster.kubectl("wait", "--for=condition=Ready", "app/web", "-n", app_ns, "--timeout=30s")
@@ -59,7 +63,9 @@ def test_app_becomes_deployment_service_and_running_pods(
     assert env["PORT"] == "8080"  # S6: lowest EXPOSEd TCP port of 9000, 8080, 8443
     assert env["MEMORY_LIMIT"] == "256m"  # S9
     vcap = json.loads(env["VCAP_APPLICATION"])
-    assert vcap["application_name"] == "web" and vcap["space_name"] == app_ns and vcap["port"] == 8080
+    assert vcap["application_name"] == "web"
+    assert vcap["space_name"] == app_ns
+    assert vcap["port"] == 8080
     assert [p["containerPort"] for p in container["ports"]] == [8080, 8443, 9000]
     assert container["resources"]["limits"] == {"memory": "256Mi", "ephemeral-storage": "512Mi"}  # S4
     assert pod["securityContext"]["runAsNonRoot"] is True  # S7
@@ -80,12 +86,15 @@ def test_app_becomes_deployment_service_and_running_pods(
 
     status = (op.get("app", "web", app_ns) or {})["status"]
     assert status["buildpack"] == "unknown"  # S2
-    assert status["port"] == 8080 and status["ports"] == [8080, 8443, 9000]
+    assert status["port"] == 8080
+    assert status["ports"] == [8080, 8443, 9000]
     assert status["image"]["digest"] == digest
     warnings = op.condition("web", app_ns, "ManifestWarnings")
-    assert warnings["status"] == "True" and "buildpacks" in warnings["message"]  # S2
-    events = op.cluster.kubectl("get", "events", "-n", app_ns, "--field-selector", "involvedObject.kind=App",
-                                "-o", "json").stdout
+    assert warnings["status"] == "True"
+    assert "buildpacks" in warnings["message"]
+    events = op.cluster.kubectl(
+        "get", "events", "-n", app_ns, "--field-selector", "involvedObject.kind=App", "-o", "json"
+    ).stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"ImageResolved", "PortChosen", "IgnoredKeys"} <= reasons
 
@@ -101,18 +110,26 @@ def test_edit_scales_drift_is_corrected_and_delete_cascades(
 
     # Editing the App updates the Deployment (S15 scale).
     op.apply(in_ns(app("scaler", image, instances=3), app_ns))
-    op.wait_for("3 replicas", lambda: (op.get("deployment", "scaler-web", app_ns) or {}).get("spec", {})
-                .get("replicas") == 3)
-    op.wait_for("3/3 ready", lambda: (op.get("app", "scaler", app_ns) or {}).get("status", {})
-                .get("instances") == "3/3" and ready(op, "scaler", app_ns))
+    op.wait_for(
+        "3 replicas", lambda: (op.get("deployment", "scaler-web", app_ns) or {}).get("spec", {}).get("replicas") == 3
+    )
+    op.wait_for(
+        "3/3 ready",
+        lambda: (
+            (op.get("app", "scaler", app_ns) or {}).get("status", {}).get("instances") == "3/3"
+            and ready(op, "scaler", app_ns)
+        ),
+    )
 
     # A hand edit of the Deployment is put back.
     op.cluster.kubectl("scale", "deployment/scaler-web", "-n", app_ns, "--replicas=7")
     op.cluster.kubectl("set", "env", "deployment/scaler-web", "-n", app_ns, "PORT=1")
+
     def restored() -> bool:
         d = op.get("deployment", "scaler-web", app_ns) or {}
         env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
         return d["spec"]["replicas"] == 3 and env["PORT"] == "8080"
+
     op.wait_for("drift corrected", restored, timeout=30)
 
     # Deleting the App removes everything it created (S15), via owner references.

@@ -46,8 +46,14 @@ class Release:
     helm_env: dict[str, str]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.helm), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.namespace, *args],
-                              capture_output=True, text=True, timeout=120, check=False, env=self.helm_env)
+        return subprocess.run(
+            [str(self.helm), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=self.helm_env,
+        )
 
 
 @dataclass
@@ -90,13 +96,25 @@ def _helm_binary(cluster: Cluster) -> Path:
 @pytest.fixture(scope="module")
 def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     home = tmp_path_factory.mktemp("helm-home")
-    helm_env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-                "HELM_DATA_HOME": str(home / "data")}
+    helm_env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
     namespace = cluster.create_namespace(f"wharf-chart-{uuid.uuid4().hex[:6]}")
     rel = Release(cluster, namespace, _helm_binary(cluster), helm_env)
     # watchNamespaces unset: cluster-wide. The image is never pulled successfully (kwok nodes): that is fine.
-    out = rel.run("install", RELEASE, str(CHART), "--set-json", 'image.repository="example.invalid/wharf"',
-                  "--set-json", 'image.tag="test"', "--timeout=60s")
+    out = rel.run(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--set-json",
+        'image.repository="example.invalid/wharf"',
+        "--set-json",
+        'image.tag="test"',
+        "--timeout=60s",
+    )
     assert out.returncode == 0, f"helm install failed:\n{out.stdout}\n{out.stderr}"
     try:
         yield rel
@@ -123,8 +141,9 @@ def _kubeconfig_for_token(cluster: Cluster, token: str, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sa_operator(release: Release, registry_plain: RegistryServer,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaOperator]:
+def sa_operator(
+    release: Release, registry_plain: RegistryServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SaOperator]:
     cluster = release.cluster
     cluster.trust_registry(registry_plain)
     token = cluster.kubectl("create", "token", RELEASE, "-n", release.namespace, "--duration=1h").stdout.strip()
@@ -137,12 +156,14 @@ def sa_operator(release: Release, registry_plain: RegistryServer,
         username = json.loads(whoami.stdout)["status"]["userInfo"]["username"]
         assert username == f"system:serviceaccount:{release.namespace}:{RELEASE}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WHARF_", "KUBERNETES_"))}
-    env.update({
-        "WHARF_NAMESPACES": "",  # cluster-wide, like the release
-        "WHARF_REGISTRY_INSECURE": registry_plain.host,
-        "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registry lives on loopback
-        "WHARF_LOG_LEVEL": "DEBUG",
-    })
+    env.update(
+        {
+            "WHARF_NAMESPACES": "",  # cluster-wide, like the release
+            "WHARF_REGISTRY_INSECURE": registry_plain.host,
+            "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registry lives on loopback
+            "WHARF_LOG_LEVEL": "DEBUG",
+        }
+    )
     handle = SaOperator(cluster, kubeconfig, env, workdir)
     try:
         yield handle
@@ -151,8 +172,12 @@ def sa_operator(release: Release, registry_plain: RegistryServer,
 
 
 def _app(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {"apiVersion": "wharf.dev/v1alpha1", "kind": "App", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"dockerImage": image, "manifest": manifest}}
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"dockerImage": image, "manifest": manifest},
+    }
 
 
 def _ready(op: Operator, name: str, ns: str) -> bool:
@@ -160,15 +185,24 @@ def _ready(op: Operator, name: str, ns: str) -> bool:
 
 
 def _app_events(cluster: Cluster, ns: str, name: str) -> set[str]:
-    out = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
-                          f"involvedObject.kind=App,involvedObject.name={name}", "-o", "json").stdout
+    out = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        f"involvedObject.kind=App,involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
     return {e["reason"] for e in json.loads(out)["items"]}
 
 
 def _samples(op: Operator) -> list[tuple[str, dict[str, str], float]]:
     text = httpx.get(op.metrics_url, timeout=5).text
-    return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text)
-            for s in family.samples]
+    return [
+        (s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples
+    ]
 
 
 def _metric(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
@@ -232,18 +266,24 @@ def test_app_ready_with_the_chart_rbac_and_metrics(
     deployment = op.get("deployment", "web-web", app_namespace)
     assert deployment is not None
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "App"
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        f"{registry_plain.host}/chart/single@{digest}"
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"{registry_plain.host}/chart/single@{digest}"
+    )
     assert op.get("service", "web", app_namespace) is not None
-    pods = json.loads(op.cluster.kubectl("get", "pods", "-n", app_namespace, "-l", "wharf.dev/app=web",
-                                         "-o", "json").stdout)["items"]
+    pods = json.loads(
+        op.cluster.kubectl("get", "pods", "-n", app_namespace, "-l", "wharf.dev/app=web", "-o", "json").stdout
+    )["items"]
     assert pods
     assert all(p["status"]["phase"] == "Running" for p in pods)
     status = (op.get("app", "web", app_namespace) or {})["status"]
     assert status["image"]["digest"] == digest
     assert status["port"] == 8080
-    op.wait_for("the App's Events", lambda: {"ImageResolved", "PortChosen", "IgnoredKeys"}
-                <= _app_events(op.cluster, app_namespace, "web"), timeout=20)
+    op.wait_for(
+        "the App's Events",
+        lambda: {"ImageResolved", "PortChosen", "IgnoredKeys"} <= _app_events(op.cluster, app_namespace, "web"),
+        timeout=20,
+    )
     log = op.log_file.read_text(errors="replace")
     # No RBAC denial (other "forbidden"s, e.g. writes into a namespace other tests are deleting, are not RBAC's).
     assert 'is forbidden: User "' not in log, op.log_tail()
@@ -308,6 +348,5 @@ def test_each_rule_is_needed(
 
         op.wait_for(f"a 403 Forbidden on {resource} in the operator log", forbidden, timeout=30)
     finally:
-        kubectl("patch", "clusterrole", CLUSTER_ROLE, "--type=merge", "-p",
-                json.dumps({"rules": original["rules"]}))
+        kubectl("patch", "clusterrole", CLUSTER_ROLE, "--type=merge", "-p", json.dumps({"rules": original["rules"]}))
         sa_operator.stop()

@@ -52,9 +52,13 @@ def pod_manifest(name: str, image: str, pull_secrets: Sequence[str] = (), restri
 def pull_secret(name: str, host: str, username: str, password: str) -> dict[str, Any]:
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()
     blob = json.dumps({"auths": {host: {"username": username, "password": password, "auth": auth}}})
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64.b64encode(blob.encode()).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(blob.encode()).decode()},
+    }
 
 
 def waiting(core: client.CoreV1Api, ns: str, name: str) -> tuple[str, str] | None:
@@ -68,14 +72,17 @@ def waiting(core: client.CoreV1Api, ns: str, name: str) -> tuple[str, str] | Non
 def running_ready(core: client.CoreV1Api, ns: str, name: str) -> bool:
     pod = core.read_namespaced_pod(name, ns)
     statuses = pod.status.container_statuses or []
-    return pod.status.phase == "Running" and bool(statuses) and all(
-        cs.ready and cs.state.running for cs in statuses)
+    return pod.status.phase == "Running" and bool(statuses) and all(cs.ready and cs.state.running for cs in statuses)
 
 
 def wait_reason(core: client.CoreV1Api, ns: str, name: str, reason: str, timeout: float = 30) -> str:
     """Wait until the container waits with `reason`; return its message."""
-    got = wait_for(f"{name} waiting {reason}", lambda: (w := waiting(core, ns, name)) and w[0] == reason and w,
-                   timeout=timeout, interval=0.1)
+    got = wait_for(
+        f"{name} waiting {reason}",
+        lambda: (w := waiting(core, ns, name)) and w[0] == reason and w,
+        timeout=timeout,
+        interval=0.1,
+    )
     return str(got[1])
 
 
@@ -115,21 +122,34 @@ def test_deployment_becomes_ready_and_cascades(
     cluster.trust_registry(registry_plain)
     image = f"{registry_plain.host}/harness/app:v1"
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
         "spec": {
-            "replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "app", "image": image, "securityContext": RESTRICTED_SC,
-                                                  "resources": {"requests": {"cpu": "100m", "memory": "128Mi",
-                                                                             "ephemeral-storage": "1Gi"}}}]}},
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "securityContext": RESTRICTED_SC,
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "1Gi"}},
+                        }
+                    ]
+                },
+            },
         },
     }
     with cluster.api_client() as api:
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         apps.create_namespaced_deployment(namespace, deployment)
-        wait_for("2 ready replicas",
-                 lambda: (apps.read_namespaced_deployment(name="web", namespace=namespace).status.ready_replicas
-                          or 0) == 2)
+        wait_for(
+            "2 ready replicas",
+            lambda: (apps.read_namespaced_deployment(name="web", namespace=namespace).status.ready_replicas or 0) == 2,
+        )
         pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
         assert len(pods) == 2
         for pod in pods:
@@ -152,8 +172,17 @@ def test_deployment_becomes_ready_and_cascades(
 
 def test_owner_deletion_garbage_collects(cluster: Cluster, namespace: str, core: client.CoreV1Api) -> None:
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "child", "ownerReferences": [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {
+                "name": "child",
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+                ],
+            }
+        },
+    )
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "bystander"}})
     core.delete_namespaced_config_map("owner", namespace)
 
@@ -169,8 +198,11 @@ def test_owner_deletion_garbage_collects(cluster: Cluster, namespace: str, core:
 
 
 def test_pull_follows_registry_outage(
-    cluster: Cluster, namespace: str, core: client.CoreV1Api,
-    stoppable_registry: RegistryServer, push_image: Callable[..., str],
+    cluster: Cluster,
+    namespace: str,
+    core: client.CoreV1Api,
+    stoppable_registry: RegistryServer,
+    push_image: Callable[..., str],
 ) -> None:
     reg = stoppable_registry
     push_image(reg, "outage/app", "v1", APP_IMAGE)
@@ -202,8 +234,11 @@ def test_pull_follows_registry_outage(
 
 
 def test_unauthorized_pull_shows_registry_error(
-    cluster: Cluster, namespace: str, core: client.CoreV1Api,
-    registry_basic: RegistryServer, push_image: Callable[..., str],
+    cluster: Cluster,
+    namespace: str,
+    core: client.CoreV1Api,
+    registry_basic: RegistryServer,
+    push_image: Callable[..., str],
 ) -> None:
     reg = registry_basic
     assert reg.username
@@ -226,8 +261,11 @@ def test_unauthorized_pull_shows_registry_error(
 
 
 def test_token_registry_and_platform_and_invalid_name(
-    cluster: Cluster, namespace: str, core: client.CoreV1Api,
-    registry_token: RegistryServer, push_image: Callable[..., str],
+    cluster: Cluster,
+    namespace: str,
+    core: client.CoreV1Api,
+    registry_token: RegistryServer,
+    push_image: Callable[..., str],
 ) -> None:
     reg = registry_token
     assert reg.username

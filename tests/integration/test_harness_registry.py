@@ -27,11 +27,14 @@ from harness.registry import LIMITED_PASSWORD, LIMITED_USERNAME, RegistryServer
 
 pytestmark = pytest.mark.registry
 
-ACCEPT = ", ".join([
-    images.OCI_MANIFEST, images.OCI_INDEX,
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-])
+ACCEPT = ", ".join(
+    [
+        images.OCI_MANIFEST,
+        images.OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
 
 
 def client(registry: RegistryServer) -> httpx.Client:
@@ -48,13 +51,19 @@ def bearer_token(registry: RegistryServer, scope: str, auth: tuple[str, str] | N
     return httpx.get(
         registry.token_server.realm,
         params={"service": registry.token_server.service, "scope": scope},
-        auth=auth, verify=registry.ssl_context(), timeout=10,
+        auth=auth,
+        verify=registry.ssl_context(),
+        timeout=10,
     )
 
 
-def run_skopeo_inspect(registry: RegistryServer, reference: str, *,
-                       creds: tuple[str, str] | Literal["default"] | None = "default",
-                       trust_ca: bool = True) -> tuple[int, str]:
+def run_skopeo_inspect(
+    registry: RegistryServer,
+    reference: str,
+    *,
+    creds: tuple[str, str] | Literal["default"] | None = "default",
+    trust_ca: bool = True,
+) -> tuple[int, str]:
     flags = images.skopeo_flags(registry, creds=creds, trust_ca=trust_ca)
     proc = images.skopeo("inspect", "--raw", *flags, f"docker://{registry.host}/{reference}", check=False)
     return proc.returncode, proc.stderr
@@ -188,8 +197,7 @@ def test_token_service_issues_registry_trusted_tokens(registry_token: RegistrySe
         cert = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
         jwt.decode(body["token"], cert.public_key(), algorithms=["RS256"], audience=ts.service)  # type: ignore[arg-type]
 
-        ok = c.get("/v2/token/app/manifests/v1", headers={"Accept": ACCEPT,
-                                                          "Authorization": f"Bearer {body['token']}"})
+        ok = c.get("/v2/token/app/manifests/v1", headers={"Accept": ACCEPT, "Authorization": f"Bearer {body['token']}"})
         assert ok.status_code == 200
         assert ok.headers["Docker-Content-Digest"] == digest
 
@@ -197,8 +205,9 @@ def test_token_service_issues_registry_trusted_tokens(registry_token: RegistrySe
         anon = bearer_token(registry_token, params["scope"], None)
         assert anon.status_code == 200
         assert jwt.decode(anon.json()["token"], options={"verify_signature": False})["access"] == []
-        denied = c.get("/v2/token/app/manifests/v1",
-                       headers={"Accept": ACCEPT, "Authorization": f"Bearer {anon.json()['token']}"})
+        denied = c.get(
+            "/v2/token/app/manifests/v1", headers={"Accept": ACCEPT, "Authorization": f"Bearer {anon.json()['token']}"}
+        )
         assert denied.status_code == 401
         assert challenge(denied)[1]["error"] == "insufficient_scope"
         # the base endpoint needs no scope: any valid token passes it
@@ -208,16 +217,23 @@ def test_token_service_issues_registry_trusted_tokens(registry_token: RegistrySe
     assert wrong.status_code == 401
     assert wrong.json() == {"details": "incorrect username or password"}
     # POST: the OAuth2 password grant
-    posted = httpx.post(ts.realm, data={"grant_type": "password", "username": registry_token.username,
-                                        "password": registry_token.password, "service": ts.service,
-                                        "scope": params["scope"], "client_id": "wharf-tests"},
-                        verify=registry_token.ssl_context())
+    posted = httpx.post(
+        ts.realm,
+        data={
+            "grant_type": "password",
+            "username": registry_token.username,
+            "password": registry_token.password,
+            "service": ts.service,
+            "scope": params["scope"],
+            "client_id": "wharf-tests",
+        },
+        verify=registry_token.ssl_context(),
+    )
     assert posted.status_code == 200
     assert jwt.decode(posted.json()["access_token"], options={"verify_signature": False})["access"]
 
 
-def test_token_registry_refuses_tokens_not_chained_to_its_ca(registry_token: RegistryServer,
-                                                             tmp_path: Path) -> None:
+def test_token_registry_refuses_tokens_not_chained_to_its_ca(registry_token: RegistryServer, tmp_path: Path) -> None:
     ts = registry_token.token_server
     assert ts is not None
     images.push_image(registry_token, "token/forged", "v1", STANDARD_IMAGES["single-port"])
@@ -228,9 +244,18 @@ def test_token_registry_refuses_tokens_not_chained_to_its_ca(registry_token: Reg
     cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
     now = int(time.time())
     forged = jwt.encode(
-        {"iss": ts.issuer, "sub": "mallory", "aud": ts.service, "exp": now + 60, "nbf": now - 5, "iat": now,
-         "jti": "x", "access": [{"type": "repository", "name": "token/forged", "actions": ["pull"]}]},
-        key, algorithm="RS256",
+        {
+            "iss": ts.issuer,
+            "sub": "mallory",
+            "aud": ts.service,
+            "exp": now + 60,
+            "nbf": now - 5,
+            "iat": now,
+            "jti": "x",
+            "access": [{"type": "repository", "name": "token/forged", "actions": ["pull"]}],
+        },
+        key,
+        algorithm="RS256",
         headers={"x5c": [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]},
     )
     with client(registry_token) as c:
@@ -265,8 +290,7 @@ def test_token_registry_with_skopeo_scopes_and_public_repos(registry_token: Regi
 
 # -- images -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [n for n, s in STANDARD_IMAGES.items() if isinstance(s, ImageSpec)])
-def test_standard_image_config_reads_back(registry_plain: RegistryServer, pushed: dict[str, str],
-                                          name: str) -> None:
+def test_standard_image_config_reads_back(registry_plain: RegistryServer, pushed: dict[str, str], name: str) -> None:
     spec = STANDARD_IMAGES[name]
     assert isinstance(spec, ImageSpec)
     doc = inspect_config(registry_plain, f"harness/{name}:latest")
@@ -307,8 +331,7 @@ def test_catalogue_covers_what_the_suite_needs() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["oci", "docker"])
-def test_multi_platform_index_has_both_platforms(registry_plain: RegistryServer,
-                                                fmt: Literal["oci", "docker"]) -> None:
+def test_multi_platform_index_has_both_platforms(registry_plain: RegistryServer, fmt: Literal["oci", "docker"]) -> None:
     digest = images.push_image(registry_plain, "multi/app", fmt, STANDARD_IMAGES["multi-platform"], fmt=fmt)
     raw = inspect_raw(registry_plain, f"multi/app:{fmt}")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
@@ -325,11 +348,18 @@ def test_multi_platform_index_has_both_platforms(registry_plain: RegistryServer,
 
 
 def test_platforms_argument_builds_an_index(registry_plain: RegistryServer) -> None:
-    images.push_image(registry_plain, "multi/same", "v1", STANDARD_IMAGES["single-port"],
-                      platforms=["linux/amd64", "linux/arm64", "linux/arm/v7"])
+    images.push_image(
+        registry_plain,
+        "multi/same",
+        "v1",
+        STANDARD_IMAGES["single-port"],
+        platforms=["linux/amd64", "linux/arm64", "linux/arm/v7"],
+    )
     index = json.loads(inspect_raw(registry_plain, "multi/same:v1"))
-    platforms = {"/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"],
-                                        m["platform"].get("variant")))) for m in index["manifests"]}
+    platforms = {
+        "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant"))))
+        for m in index["manifests"]
+    }
     assert platforms == {"linux/amd64", "linux/arm64", "linux/arm/v7"}
 
 
