@@ -232,68 +232,46 @@ class RegistryAuth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         registry = request.url.netloc.decode("ascii")
-        known = self._state.challenges.get(registry)
-        sent: TokenKey | bool = False
-        if known is not None:
-            sent = self._authorize(request, known)
-            scopes = self._path_scopes(request)
-            if sent is False and known.scheme == "bearer" and scopes:
-                # The registry's token service is known: fetch the token first instead of provoking a 401.
-                key = self._token_key(known, scopes)
-                async with self._state.lock(key):
-                    token = self._state.tokens.get(key)
-                    if token is None:
-                        token_response = yield self._token_request(known, scopes)
-                        token = await self._read_token(token_response, key)
-                request.headers["Authorization"] = f"Bearer {token}"
-                sent = key
-        response = yield request
-        if response.status_code != 401:
-            return
-        challenges = parse_www_authenticate(response.headers.get("www-authenticate", ""))
-        challenge = next((c for c in challenges if c.scheme == "bearer"), None) or next(
-            (c for c in challenges if c.scheme == "basic"), None
-        )
-        if challenge is None:
-            return  # the caller turns the 401 into Unauthorized
-        self._state.challenges[registry] = challenge
-        if challenge.scheme == "basic":
-            if self._credentials is None or sent:
-                return  # nothing (more) to offer
-            await response.aread()
-            request.headers["Authorization"] = self._credentials.basic_header()
-            yield request
-            return
-        if isinstance(sent, tuple):
-            # The token we sent was refused (expired, revoked, or too narrow): never offer it again.
-            self._state.tokens.discard(sent)
-        scopes = challenge.params.get("scope", "").split() or self._path_scopes(request)
-        key = self._token_key(challenge, scopes)
-        await response.aread()
-        token = self._state.tokens.get(key)
-        if token is None:
-            async with self._state.lock(key):
+        # A challenge already seen from this registry lets the first attempt carry authorization; otherwise the
+        # first attempt goes out bare and its 401 says what to send.
+        challenge = self._state.challenges.get(registry)
+        scopes = self._path_scopes(request)
+        for attempt in range(2):
+            sent: TokenKey | bool = False  # what this attempt carries: a token's cache key, True for Basic
+            if challenge is not None and challenge.scheme == "basic":
+                if self._credentials is not None:
+                    request.headers["Authorization"] = self._credentials.basic_header()
+                    sent = True
+            elif challenge is not None and scopes:
+                key = self._token_key(challenge, scopes)
                 token = self._state.tokens.get(key)
                 if token is None:
-                    token_response = yield self._token_request(challenge, scopes)
-                    token = await self._read_token(token_response, key)
-        request.headers["Authorization"] = f"Bearer {token}"
-        yield request
-
-    def _authorize(self, request: httpx.Request, challenge: Challenge) -> TokenKey | bool:
-        """Add an Authorization header up front when a cached token or Basic credentials allow it; returns
-        what was sent (the token's cache key, True for Basic) or False."""
-        if challenge.scheme == "basic" and self._credentials is not None:
-            request.headers["Authorization"] = self._credentials.basic_header()
-            return True
-        scopes = self._path_scopes(request)
-        if challenge.scheme == "bearer" and scopes:
-            key = self._token_key(challenge, scopes)
-            token = self._state.tokens.get(key)
-            if token:
+                    async with self._state.lock(key):  # concurrent requests fetch one token
+                        token = self._state.tokens.get(key)
+                        if token is None:
+                            token_response = yield self._token_request(challenge, scopes)
+                            token = await self._read_token(token_response, key)
                 request.headers["Authorization"] = f"Bearer {token}"
-                return key
-        return False
+                sent = key
+            response = yield request
+            if response.status_code != 401:
+                return
+            if isinstance(sent, tuple):
+                # The token was refused (expired, revoked, or too narrow): never offer it again.
+                self._state.tokens.discard(sent)
+            challenges = parse_www_authenticate(response.headers.get("www-authenticate", ""))
+            challenge = next((c for c in challenges if c.scheme == "bearer"), None) or next(
+                (c for c in challenges if c.scheme == "basic"), None
+            )
+            if challenge is None:
+                return  # the caller turns the 401 into Unauthorized
+            self._state.challenges[registry] = challenge
+            if attempt == 1:
+                return
+            if challenge.scheme == "basic" and (self._credentials is None or sent):
+                return  # nothing (more) to offer
+            await response.aread()
+            scopes = challenge.params.get("scope", "").split() or scopes
 
     @staticmethod
     def _path_scopes(request: httpx.Request) -> list[str]:
