@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,37 @@ def outage_registry(wharf_operator: Operator, registry_ca: Any, tmp_path: Path) 
     with RegistryServer("plain", ca=registry_ca, workdir=tmp_path / "outage-registry", port=port) as server:
         wharf_operator.cluster.trust_registry(server)
         yield server
+
+
+SoloOperator = Callable[[Mapping[str, str]], tuple[Operator, str]]
+
+
+@pytest.fixture
+def solo_operator(wharf_operator: Operator, registry_plain: RegistryServer, tmp_path: Path) -> Iterator[SoloOperator]:
+    """Starts a second `wharf run` with other cluster-admin settings (`env` over the plain registry's), watching one
+    fresh `wharf-solo-*` namespace only, which the session operator leaves alone; returns (operator, namespace).
+    Everything started is stopped and deleted after the test."""
+    cluster = wharf_operator.cluster
+    args = wharf_operator.process.args
+    assert isinstance(args, list), args
+    assert f"--namespace=!{SOLO_NAMESPACES}" in args, "the session operator watches the solo namespaces too"
+    started: list[tuple[Operator | None, str]] = []
+
+    def start(env: Mapping[str, str]) -> tuple[Operator, str]:
+        namespace = cluster.create_namespace(f"{SOLO_NAMESPACES.rstrip('*')}{uuid.uuid4().hex[:8]}")
+        started.append((None, namespace))
+        base = {"WHARF_REGISTRY_INSECURE": registry_plain.host, "WHARF_REGISTRY_ALLOW": "127.0.0.0/8"}
+        solo = launch(cluster, {**base, **env}, tmp_path / f"solo-{len(started)}.log", "--namespace", namespace)
+        started[-1] = (solo, namespace)
+        return solo, namespace
+
+    try:
+        yield start
+    finally:
+        for solo, namespace in started:
+            if solo is not None:
+                _stop(solo)
+            cluster.delete_namespace(namespace)
 
 
 @pytest.fixture

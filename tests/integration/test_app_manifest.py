@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.fixtures_operator import Operator
+from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, ImageSpec, push_image
 from harness.registry import RegistryServer
 from wharf.render.probes import listening_check
@@ -387,6 +387,14 @@ def test_services_bound_from_secrets_appear_in_vcap_services(
         # Through the derived Secret, never inline in the Deployment.
         assert env["VCAP_SERVICES"] == {"secretKeyRef": {"name": "orders-vcap-services", "key": "VCAP_SERVICES"}}
 
+    # Unbinding every service prunes the derived Secret; the user's own Secrets stay.
+    op.apply(app("orders", app_ns, f"{registry_plain.host}/manifest/svc:v1", {**manifest, "services": []}))
+    op.wait_for("derived Secret pruned", lambda: op.get("secret", "orders-vcap-services", app_ns) is None)
+    assert op.get("secret", "orders-db", app_ns) is not None
+    op.wait_for("App Ready", lambda: ready(op, "orders", app_ns))
+    env = env_of(container(op.get("deployment", "orders-web", app_ns) or {}))
+    assert json.loads(env["VCAP_SERVICES"]) == {}
+
 
 def test_service_binding_files_from_the_cluster_secret(
     wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str, tmp_path: Path
@@ -537,6 +545,57 @@ def test_routes_without_routing_enabled_create_no_routing_objects_and_say_so(
     op.wait_for("warnings cleared", lambda: op.condition("routed", app_ns, "ManifestWarnings").get("status") == "False")
     env = env_of(container(op.get("deployment", "routed-web", app_ns) or {}))
     assert json.loads(env["VCAP_APPLICATION"])["uris"] == []
+
+
+# -- S11: routes with routing enabled, on an operator of their own ----------------------------------------------
+def test_ingress_routes_follow_the_manifest_and_are_pruned(
+    solo_operator: SoloOperator, registry_plain: RegistryServer
+) -> None:
+    op, ns = solo_operator({"WHARF_ROUTING": "ingress", "WHARF_INGRESS_CLASS": "nginx"})
+    push_image(registry_plain, "manifest/ingress", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/manifest/ingress:v1"
+    routes = [{"route": "shop.example.com"}, {"route": "shop.example.com/api"}]
+    op.apply(app("routed", ns, image, {"memory": "64M", "routes": routes}))
+    op.wait_for("App Ready", lambda: ready(op, "routed", ns))
+    (ingress,) = items(op, "ingresses", ns, "wharf.dev/app=routed")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    paths = [(r["host"], p["path"]) for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert paths == [("shop.example.com", "/"), ("shop.example.com", "/api")]
+    assert ingress["metadata"]["ownerReferences"][0]["kind"] == "App"
+
+    # `no-route: true` takes the App off the router: the Ingress is deleted, the Service and pods stay.
+    op.apply(app("routed", ns, image, {"memory": "64M", "no-route": True}))
+    op.wait_for("Ingress pruned", lambda: items(op, "ingresses", ns, "wharf.dev/app=routed") == [])
+    op.wait_for("App Ready", lambda: ready(op, "routed", ns))
+    assert op.get("service", "routed", ns) is not None
+
+
+def test_an_object_the_apiserver_refuses_is_reported_not_retried_blindly(
+    solo_operator: SoloOperator, registry_plain: RegistryServer
+) -> None:
+    # Gateway routing enabled on a cluster without the Gateway API: the HTTPRoute cannot be created. The App says
+    # so (Stalled, ApplyRefused, the apiserver's words and what to check) instead of showing nothing.
+    op, ns = solo_operator({"WHARF_ROUTING": "gateway", "WHARF_GATEWAY_NAME": "edge"})
+    push_image(registry_plain, "manifest/gateway", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(
+        app(
+            "gw",
+            ns,
+            f"{registry_plain.host}/manifest/gateway:v1",
+            {"memory": "64M", "routes": [{"route": "gw.example.com"}]},
+        )
+    )
+    stalled = op.wait_for("Stalled", lambda: (c := op.condition("gw", ns, "Stalled")).get("status") == "True" and c)
+    assert stalled["reason"] == "ApplyRefused"
+    assert "HTTPRoute" in stalled["message"]
+    assert "is its API or CRD installed?" in stalled["message"]
+    assert op.condition("gw", ns)["reason"] == "ApplyRefused"
+    assert any(e["reason"] == "ApplyRefused" for e in app_events(op, ns))
+
+    # Without routes nothing needs the Gateway API: the same App becomes Ready.
+    op.apply(app("gw", ns, f"{registry_plain.host}/manifest/gateway:v1", {"memory": "64M"}))
+    op.wait_for("App Ready", lambda: ready(op, "gw", ns))
+    assert op.condition("gw", ns, "Stalled")["status"] == "False"
 
 
 # -- examples/ on the cluster ----------------------------------------------------------------------------------

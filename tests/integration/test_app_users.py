@@ -17,12 +17,11 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.fixtures_operator import SOLO_NAMESPACES, Operator, _stop, launch
+from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
 from wharf.api.image import ExposedPort, ImageFacts
@@ -32,7 +31,6 @@ from wharf.registry import Credentials
 
 cluster_marks = [pytest.mark.cluster, pytest.mark.registry]
 DEFAULT_UID = 2000  # Settings.default_uid: the session operator keeps the default
-SOLO_PREFIX = SOLO_NAMESPACES.rstrip("*")  # the session operator leaves these to a second operator
 
 
 @dataclass(frozen=True)
@@ -198,6 +196,9 @@ class FakeKube:
     async def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[Any]:
         return []
 
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         raise AssertionError("nothing to delete")
 
@@ -264,33 +265,10 @@ def test_default_policy_runs_root_as_the_default_uid_through_the_reconciler() ->
 
 
 # -- the refuse policy on the real cluster, when the session operator can make room for it ------------------
-def _session_skips_solo_namespaces(op: Operator) -> bool:
-    args = op.process.args
-    return isinstance(args, list) and any(str(a).endswith(f"!{SOLO_PREFIX}*") for a in args)
-
-
 @pytest.fixture
-def refusing_operator(
-    wharf_operator: Operator, registry_plain: RegistryServer, tmp_path: Path
-) -> Iterator[tuple[Operator, str]]:
+def refusing_operator(solo_operator: SoloOperator) -> tuple[Operator, str]:
     """A second `wharf run`, WHARF_ROOT_USER_POLICY=refuse, watching one `wharf-solo-*` namespace only."""
-    op = wharf_operator
-    # A second operator on the same Apps would fight the session one; the session operator must leave these alone.
-    assert _session_skips_solo_namespaces(op), f"the session operator watches {SOLO_PREFIX}* namespaces too"
-    namespace = op.cluster.create_namespace(f"{SOLO_PREFIX}{uuid.uuid4().hex[:8]}")
-    env = {
-        "WHARF_REGISTRY_INSECURE": registry_plain.host,
-        "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",
-        "WHARF_ROOT_USER_POLICY": "refuse",
-    }
-    solo: Operator | None = None
-    try:
-        solo = launch(op.cluster, env, tmp_path / "refusing-operator.log", "--namespace", namespace)
-        yield solo, namespace
-    finally:
-        if solo is not None:
-            _stop(solo)
-        op.cluster.delete_namespace(namespace)
+    return solo_operator({"WHARF_ROOT_USER_POLICY": "refuse"})
 
 
 @pytest.mark.cluster

@@ -184,7 +184,7 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
         ("wharf.dev", "apps/status", frozenset({"patch"})),
         ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
         ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-        ("", "secrets", frozenset({"get", "create", "patch"})),
+        ("", "secrets", frozenset({"get", "create", "patch", "delete"})),
         ("", "events", frozenset({"create", "patch"})),
         ("", "pods", frozenset({"list", "watch"})),
     }

@@ -17,6 +17,7 @@ PLATFORM_ORDER = [
     "CF_INSTANCE_ADDR",
     "CF_INSTANCE_PORTS",
     "VCAP_APPLICATION",
+    "VCAP_SERVICES",
 ]
 
 
@@ -143,3 +144,10 @@ def test_bound_services_add_vcap_services_from_a_secret() -> None:
     services = json.loads(secret["stringData"]["VCAP_SERVICES"])["user-provided"]
     assert [s["name"] for s in services] == ["db", "redis"]
     assert services[0]["credentials"] == {"uri": "postgres://x"}
+
+
+def test_without_services_vcap_services_is_an_empty_object_as_on_cf() -> None:
+    # S9: CF sets VCAP_SERVICES for every app; code that parses it must not find it missing.
+    rendered = render_ok(make_app({}))
+    assert env_of(main_container(rendered))["VCAP_SERVICES"] == "{}"
+    assert not [o for o in rendered.objects if o["metadata"]["name"] == "shop-vcap-services"]

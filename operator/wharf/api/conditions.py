@@ -42,6 +42,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     NO_START_COMMAND = "NoStartCommand"
     ROOT_USER_REFUSED = "RootUserRefused"
+    APPLY_REFUSED = "ApplyRefused"
     # Manifest warnings
     IGNORED_KEYS = "IgnoredKeys"
     NOT_ENFORCED = "NotEnforced"

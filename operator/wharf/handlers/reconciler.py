@@ -23,7 +23,7 @@ from wharf.api.conditions import ConditionType, Reason
 from wharf.api.image import ImageFacts
 from wharf.config import Settings
 from wharf.handlers import metrics
-from wharf.kube import Kube, KubeError
+from wharf.kube import Kube, KubeError, NotFoundError
 from wharf.registry import (
     Credentials,
     Denied,
@@ -37,8 +37,8 @@ from wharf.registry import (
     credentials_from_dockerconfigjson,
     parse_reference,
 )
-from wharf.render import Rendered, RenderError, render
-from wharf.render.names import APP_LABEL, PROCESS_LABEL, deployment_name
+from wharf.render import Rendered, RenderError, owned_kinds, render
+from wharf.render.names import APP_LABEL, PROCESS_LABEL, derived_secret_names
 from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
 from wharf.status.conditions import find
 from wharf.status.pulls import problems
@@ -54,7 +54,6 @@ _REASONS: tuple[tuple[type[RegistryError], Reason], ...] = (
     (Unavailable, Reason.REGISTRY_UNAVAILABLE),
     (Unsupported, Reason.UNSUPPORTED_REGISTRY),
 )
-TRANSIENT = (Reason.REGISTRY_UNAVAILABLE, Reason.RATE_LIMITED)
 TRANSIENT_RETRY_SECONDS = 10.0
 
 
@@ -210,7 +209,10 @@ class Reconciler:
             await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)
             return "blocked"
 
-        await self._apply(app, rendered)
+        refused = await self._apply(app, rendered)
+        if refused is not None:
+            await self._report(app, previous, refused, resolution, None, None)
+            return "blocked"
         observation = await self._observation(app, rendered)
         await self._report(app, previous, None, resolution, rendered, observation)
         _retry_if_transient(resolution)
@@ -232,13 +234,19 @@ class Reconciler:
                     ),
                 )
             return Credentials(username, data[ref.key]), data[ref.key], ""
-        host = reference.split("/", 1)[0]
+        parsed = parse_reference(reference)
         for secret in app.spec.image_pull_secrets:
-            data = await self._kube.read_secret(app.namespace, secret.name)
-            if data and ".dockerconfigjson" in data:
-                found = credentials_from_dockerconfigjson(data[".dockerconfigjson"], host)
-                if found is not None:
-                    return found, None, ""
+            data = await self._kube.read_secret(app.namespace, secret.name) or {}
+            # kubernetes.io/dockerconfigjson, or the legacy kubernetes.io/dockercfg the kubelet still reads.
+            blob = data.get(".dockerconfigjson", data.get(".dockercfg"))
+            if blob is None:
+                continue
+            try:
+                found = credentials_from_dockerconfigjson(blob, parsed.domain, parsed.path)
+            except Unauthorized as error:
+                return None, None, f"the image pull Secret {secret.name} cannot be read: {error}"
+            if found is not None:
+                return found, None, ""
         return None, None, ""
 
     async def _resolve(self, app: App, reference: str, previous: AppStatus) -> tuple[Resolution, str | None]:
@@ -259,7 +267,7 @@ class Reconciler:
         except RegistryError as error:
             reason = _registry_reason(error)
             log.info("resolving %s for %s/%s failed: %s", reference, app.namespace, app.name, error)
-            return Resolution(last_good, reason, str(error), transient=reason in TRANSIENT), password
+            return Resolution(last_good, reason, str(error), transient=error.temporary), password
         image = ResolvedImage(**facts.model_dump(), resolved_at=_now(), restage=app.spec.restage)
         return Resolution(image), password
 
@@ -271,15 +279,33 @@ class Reconciler:
                 bound[binding.name] = data
         return bound
 
-    async def _apply(self, app: App, rendered: Rendered) -> None:
+    async def _apply(self, app: App, rendered: Rendered) -> Blocked | None:
+        """Apply what the App asks for, then prune what it owns and no longer asks for (a process type, the
+        routes, a derived Secret). An object the apiserver refuses comes back as the reason the App is blocked."""
         for obj in rendered.objects:
-            await self._kube.apply(obj)
-        # Process types removed from the manifest take their Deployments with them.
-        wanted = {deployment_name(app, p.type) for p in rendered.processes}
-        for deployment in await self._kube.list("apps/v1", "Deployment", app.namespace, {APP_LABEL: app.name}):
-            owned = any(ref.get("uid") == app.uid for ref in deployment["metadata"].get("ownerReferences", []))
-            if owned and deployment["metadata"]["name"] not in wanted:
-                await self._kube.delete("apps/v1", "Deployment", app.namespace, deployment["metadata"]["name"])
+            try:
+                await self._kube.apply(obj)
+            except KubeError as error:
+                if not error.refused:
+                    raise  # the apiserver or the network: kopf retries
+                kind, name = obj["kind"], obj["metadata"]["name"]
+                return Blocked(Reason.APPLY_REFUSED, f"the apiserver refused the {kind} {name}: {_fix_for(error)}")
+        wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
+        for api_version, kind in owned_kinds(self._settings):
+            try:
+                owned = await self._kube.list(api_version, kind, app.namespace, {APP_LABEL: app.name})
+            except NotFoundError:  # the cluster does not serve the kind (no Gateway API): nothing to prune
+                continue
+            for obj in owned:
+                name = obj["metadata"]["name"]
+                if _owned_by(obj, app) and (kind, name) not in wanted:
+                    await self._kube.delete(api_version, kind, app.namespace, name)
+        for name in derived_secret_names(app):
+            if ("Secret", name) not in wanted:
+                secret = await self._kube.get("v1", "Secret", app.namespace, name)
+                if secret is not None and _owned_by(secret, app):
+                    await self._kube.delete("v1", "Secret", app.namespace, name)
+        return None
 
     async def _observation(self, app: App, rendered: Rendered) -> Observation:
         selector = {APP_LABEL: app.name}
@@ -319,6 +345,19 @@ class Reconciler:
             await self._kube.create_event(app.namespace, app.name, app.uid, event.type, event.reason, event.message)
         except KubeError as error:
             log.warning("could not post event %s for %s/%s: %s", event.reason, app.namespace, app.name, error)
+
+
+def _fix_for(error: KubeError) -> str:
+    """The apiserver's message, and what to change."""
+    if error.status == 403:
+        return f"{error.detail}; the operator's RBAC must allow this (see docs/install.md)"
+    if error.status == 404:
+        return f"{error.detail}; the cluster does not serve this kind (is its API or CRD installed?)"
+    return f"{error.detail}; change the App so that this object is valid"
+
+
+def _owned_by(obj: dict[str, Any], app: App) -> bool:
+    return any(ref.get("uid") == app.uid for ref in obj["metadata"].get("ownerReferences", []))
 
 
 def _retry_if_transient(resolution: Resolution) -> None:

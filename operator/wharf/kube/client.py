@@ -47,10 +47,10 @@ def _error(response: httpx.Response, what: str) -> KubeError:
         message = response.text[:500] or response.reason_phrase
     text = f"{what}: {message}"
     if response.status_code == 404:
-        return NotFoundError(text, status=404)
+        return NotFoundError(text, status=404, detail=message)
     if response.status_code == 409:
-        return ConflictError(text, status=409)
-    return KubeError(text, status=response.status_code)
+        return ConflictError(text, status=409, detail=message)
+    return KubeError(text, status=response.status_code, detail=message)
 
 
 def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:

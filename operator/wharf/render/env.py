@@ -87,6 +87,8 @@ def container_env(
             }
         )
         platform.append({"name": ROOT_ENV, "value": ROOT})
+    else:  # as on CF: apps parse VCAP_SERVICES unconditionally
+        platform.append({"name": "VCAP_SERVICES", "value": "{}"})
     # What the platform sets wins over the manifest (S9): a manifest key of the same name is left out.
     ours = {variable["name"] for variable in platform}
     user = [{"name": key, "value": _text(value)} for key, value in app.spec.manifest.env.items() if key not in ours]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from wharf.api.app import App
 
 MANAGED_BY = "wharf"
@@ -27,6 +29,16 @@ def pull_secret_name(app: App) -> str:
 
 def services_secret_name(app: App) -> str:
     return f"{app.name}-vcap-services"
+
+
+def derived_secret_names(app: App) -> tuple[str, ...]:
+    """The Secrets wharf derives for an App (registry pull secret, service bindings)."""
+    return pull_secret_name(app), services_secret_name(app)
+
+
+def route_name(app: App, host: str) -> str:
+    """An HTTPRoute per hostname: `<app>-<hash of the host>`, stable whatever other routes come and go."""
+    return f"{app.name}-{hashlib.sha256(host.encode()).hexdigest()[:10]}"
 
 
 def selector(app: App, process_type: str) -> dict[str, str]:

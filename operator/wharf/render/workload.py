@@ -268,24 +268,41 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
     parent: dict[str, Any] = {"name": settings.gateway_name}
     if settings.gateway_namespace:
         parent["namespace"] = settings.gateway_namespace
+    # An HTTPRoute's rules apply to all its hostnames, so one route per hostname: routes `a.example.com/api` and
+    # `b.example.com` must not also claim `a.example.com/` and `b.example.com/api` from other Apps.
+    hosts = sorted({route.host for route in manifest.routes})
     return [
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": _meta(app, app.name),
+            "metadata": _meta(app, names.route_name(app, host)),
             "spec": {
                 "parentRefs": [parent],
-                "hostnames": sorted({route.host for route in manifest.routes}),
+                "hostnames": [host],
                 "rules": [
                     {
                         "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
                         "backendRefs": [backend],
                     }
                     for route in manifest.routes
+                    if route.host == host
                 ],
             },
         }
+        for host in hosts
     ]
+
+
+def owned_kinds(settings: Settings) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of every listable object kind `render` may create with these settings: what a reconcile
+    prunes when the App stops asking for an object. The derived Secrets are found by name instead (see
+    names.derived_secret_names): the operator never lists Secrets."""
+    kinds = [("apps/v1", "Deployment"), ("v1", "Service")]
+    if settings.routing is Routing.INGRESS:
+        kinds.append(("networking.k8s.io/v1", "Ingress"))
+    elif settings.routing is Routing.GATEWAY:
+        kinds.append(("gateway.networking.k8s.io/v1", "HTTPRoute"))
+    return kinds
 
 
 def _image_age(facts: ImageFacts, settings: Settings, now: datetime | None) -> list[ManifestWarning]:

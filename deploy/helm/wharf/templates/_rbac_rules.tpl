@@ -31,12 +31,13 @@ removed from the manifest), which is also why those kinds need `list`.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch, delete]
-# `get`: the user-named Secret holding the registry password (S1: dockerUsername + a Secret key reference).
-# `create`/`patch`: the dockerconfigjson pull Secret the operator derives from it for the pods, applied.
+# `get`: the user-named Secrets (S1: the registry password; S8: bound services; image pull secrets).
+# `create`/`patch`: the Secrets the operator derives for the pods (`<app>-registry`, `<app>-vcap-services`),
+# applied; `delete`: one of them once the App no longer asks for it (read by name first, deleted only if owned).
 # Neither list nor watch: the operator reads only Secrets an App names, never browses them.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
 # Events on Apps: kopf's handler progress and wharf's own (ignored manifest keys S2, pull failures S14).
 # `patch` lets repeated events be counted instead of duplicated.
 - apiGroups: [""]
