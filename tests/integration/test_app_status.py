@@ -431,3 +431,48 @@ def test_token_and_tls_registries_resolve_and_run(
     assert conditions(ready)["ImageResolved"]["status"] == "True"
     assert kstatus(ready) == "Current"
     assert all(running(p) for p in pods(op, which, app_ns))
+
+
+def _pull_secret(name: str, ns: str, type_: str, key: str, content: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": type_,
+        "data": {key: base64.b64encode(json.dumps(content).encode()).decode()},
+    }
+
+
+def test_image_pull_secrets_path_scoped_legacy_and_unreadable(
+    wharf_operator: Operator, registry_basic: RegistryServer, app_ns: str
+) -> None:
+    # S1/S14: imagePullSecrets are read as the kubelet reads them; one that cannot be read is reported, by name.
+    op = wharf_operator
+    host = registry_basic.host
+    push_image(registry_basic, "team/app", "v1", STANDARD_IMAGES["single-port"])
+    good = base64.b64encode(f"{TEST_USERNAME}:{TEST_PASSWORD}".encode()).decode()
+    wrong = base64.b64encode(f"{TEST_USERNAME}:wrong".encode()).decode()
+    # The key scoped to the repository's path wins over the host-wide one (the kubelet's rule).
+    scoped = {"auths": {host: {"auth": wrong}, f"{host}/team": {"auth": good}}}
+    op.apply(_pull_secret("scoped", app_ns, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", scoped))
+    op.apply(app("scoped", app_ns, f"{host}/team/app:v1", spec={"imagePullSecrets": [{"name": "scoped"}]}))
+    # The legacy kubernetes.io/dockercfg type: the registries map without "auths".
+    op.apply(_pull_secret("legacy", app_ns, "kubernetes.io/dockercfg", ".dockercfg", {host: {"auth": good}}))
+    op.apply(app("legacy", app_ns, f"{host}/team/app:v1", spec={"imagePullSecrets": [{"name": "legacy"}]}))
+    # Valid JSON (the apiserver checks that much) whose `auth` is not base64.
+    broken = {"auths": {host: {"auth": "%%% not base64 %%%"}}}
+    op.apply(_pull_secret("broken", app_ns, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", broken))
+    op.apply(app("broken", app_ns, f"{host}/team/app:v1", spec={"imagePullSecrets": [{"name": "broken"}]}))
+
+    wait_ready(op, "scoped", app_ns, "1/1", timeout=90)
+    wait_ready(op, "legacy", app_ns, "1/1", timeout=90)
+
+    def stalled() -> dict[str, Any] | None:
+        found = conditions(op.get("app", "broken", app_ns)).get("Stalled", {})
+        return found if found.get("status") == "True" else None
+
+    condition = op.wait_for("broken pull Secret reported", stalled, timeout=30)
+    assert condition["reason"] == "CredentialsMissing"
+    assert "image pull Secret broken" in condition["message"]
+    assert "base64" in condition["message"]
+    assert op.get("deployment", "broken-web", app_ns) is None
