@@ -124,6 +124,83 @@ def test_pull_failure_takes_precedence_and_says_failed_to_create_container() -> 
     assert kstatus(3, status) == "InProgress"
 
 
+UNAUTHORIZED_PULL = ContainerProblem(
+    "shop-web-1",
+    "app",
+    "ErrImagePull",
+    'rpc error: code = Unknown desc = failed to pull and unpack image "r.example/shop/web@sha256:'
+    + "ab" * 32
+    + '": failed to resolve reference "r.example/shop/web@sha256:'
+    + "ab" * 32
+    + '": pull access denied, repository does not exist or may require authorization: authorization failed',
+)
+BARE_BACK_OFF = ContainerProblem(
+    "shop-web-1", "app", "ImagePullBackOff", 'Back-off pulling image "r.example/shop/web@sha256:' + "ab" * 32 + '"'
+)
+
+
+def _pulling(previous: AppStatus | None, *problems: ContainerProblem, now: str = T0) -> AppStatus:
+    return _run(
+        previous=previous,
+        now=now,
+        resolution=Resolution(IMAGE),
+        rendered=render_ok(),
+        observation=_obs(available=0, rolled_out=False, problems=problems),
+    )
+
+
+def test_s14_a_bare_back_off_keeps_the_cause_the_kubelet_gave_before() -> None:
+    """S14: kubelets before 1.32 alternate ErrImagePull (with the cause) and a bare `Back-off pulling image "..."`;
+    Ready keeps the cause, so its reason does not flip (a Warning Event at every flip)."""
+    first = _pulling(None, UNAUTHORIZED_PULL, now=T0)
+    ready_first = find(first.conditions, "Ready")
+    assert ready_first is not None
+    assert (ready_first.status, ready_first.reason) == ("False", "ImagePullUnauthorized")
+    status = first
+    for now, problem in [(T1, BARE_BACK_OFF), (T1, UNAUTHORIZED_PULL), (T1, BARE_BACK_OFF)]:
+        status = _pulling(status, problem, now=now)
+        ready = find(status.conditions, "Ready")
+        assert ready is not None
+        assert (ready.status, ready.reason) == ("False", "ImagePullUnauthorized"), problem
+        assert "pull access denied" in ready.message  # the cause, not just "Back-off"
+        assert ready.last_transition_time == T0
+        assert _cond(status, ConditionType.RECONCILING) == ("True", "ImagePullUnauthorized")
+
+
+def test_s14_a_bare_back_off_with_no_cause_known_says_the_pull_failed() -> None:
+    """S14: with no cause named before (first look, or Ready was not a pull failure), the bare back-off is what
+    there is: ImagePullFailed with the kubelet's words."""
+    for previous in (None, _running()):
+        status = _pulling(previous, BARE_BACK_OFF)
+        ready = find(status.conditions, "Ready")
+        assert ready is not None
+        assert (ready.status, ready.reason) == ("False", "ImagePullFailed")
+        assert ready.message.startswith('Failed to create container: ImagePullBackOff: Back-off pulling image "')
+
+
+def test_s14_a_bare_back_off_does_not_keep_a_registry_error_from_resolving() -> None:
+    """S14: a RegistryUnavailable from the operator's own resolve is not the kubelet's cause for this pull."""
+    outage = _run(resolution=Resolution(None, Reason.REGISTRY_UNAVAILABLE, "registry unreachable", transient=True))
+    assert _cond(outage, ConditionType.READY) == ("False", "RegistryUnavailable")
+    assert _cond(_pulling(outage, BARE_BACK_OFF), ConditionType.READY) == ("False", "ImagePullFailed")
+
+
+def test_s14_a_pod_that_names_the_cause_speaks_for_one_that_does_not() -> None:
+    """S14: one pod backing off bare, another with the cause: the cause is what Ready says."""
+    other = ContainerProblem("shop-web-2", "app", UNAUTHORIZED_PULL.waiting_reason, UNAUTHORIZED_PULL.message)
+    status = _pulling(None, BARE_BACK_OFF, other)  # shop-web-1 sorts first
+    ready = find(status.conditions, "Ready")
+    assert ready is not None
+    assert ready.reason == "ImagePullUnauthorized"
+    assert "(pod shop-web-2)" in ready.message
+
+
+def test_s14_a_new_cause_replaces_the_kept_one() -> None:
+    """S14: keeping the cause through a bare back-off never hides a new cause the kubelet names."""
+    status = _pulling(_pulling(None, UNAUTHORIZED_PULL), BARE_BACK_OFF)
+    assert _cond(_pulling(status, PULL), ConditionType.READY) == ("False", "ImageNotFound")
+
+
 def test_crash_reported_when_no_pull_failure() -> None:
     # S14
     status = _run(resolution=Resolution(IMAGE), rendered=render_ok(), observation=_obs(available=1, problems=[CRASH]))

@@ -12,7 +12,7 @@ from wharf.api.app import BUILDPACK_UNKNOWN, App, AppStatus, ProcessStatus, Reso
 from wharf.api.conditions import Condition, ConditionType, Reason
 from wharf.render.workload import Rendered
 from wharf.status.conditions import find, merge
-from wharf.status.pulls import ContainerProblem
+from wharf.status.pulls import FAILED_TO_CREATE, ContainerProblem
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,29 @@ def _waiting_on_registry(
     return idle, (True, resolution.error_reason, resolution.error_message)
 
 
+# Causes the kubelet names; ImagePullFailed says a pull failed and not why.
+_PULL_CAUSES = frozenset({Reason.IMAGE_NOT_FOUND, Reason.IMAGE_PULL_UNAUTHORIZED, Reason.REGISTRY_UNAVAILABLE})
+
+
+def _pull_failure(pulls: list[ContainerProblem], before: Condition | None) -> tuple[Reason, str]:
+    """Ready's reason and message when instances cannot pull (S14).
+
+    Kubelets before 1.32 alternate between ErrImagePull with the cause and a bare `Back-off pulling image "..."`.
+    Read as it stands, Ready's reason would flip between the cause and ImagePullFailed, a Warning Event at every
+    flip. So a pod that names the cause speaks first, and when none does, the cause the kubelet last named stands.
+    """
+    pull = next((p for p in pulls if p.names_a_cause), pulls[0])
+    if (
+        not pull.names_a_cause
+        and before is not None
+        and before.status == "False"
+        and before.reason in _PULL_CAUSES
+        and before.message.startswith(FAILED_TO_CREATE)  # the kubelet's cause, not the registry's from a resolve
+    ):
+        return Reason(before.reason), before.message
+    return pull.reason, pull.describe()
+
+
 def compute(
     app: App,
     previous: AppStatus,
@@ -113,7 +136,7 @@ def compute(
     ready: tuple[bool | None, Reason, str]
     stalled: tuple[bool, Reason, str] = (False, Reason.NONE, "")
     reconciling: tuple[bool, Reason, str] = (False, Reason.NONE, "")
-    pull = next((p for p in problems if p.is_pull_failure), None)
+    pulls = [p for p in problems if p.is_pull_failure]
     crash = next((p for p in problems if not p.is_pull_failure), None)
 
     if blocked is not None:
@@ -124,9 +147,10 @@ def compute(
         message = resolution.error_message + ("; nothing was deployed" if not processes else "")
         ready = (False, resolution.error_reason, message)
         reconciling, stalled = _waiting_on_registry(resolution, "retrying: ")
-    elif pull is not None:
-        ready = (False, pull.reason, pull.describe())
-        reconciling = (True, pull.reason, "instances cannot pull the image; retried by the kubelet")
+    elif pulls:
+        pull_reason, pull_message = _pull_failure(pulls, find(previous.conditions, ConditionType.READY))
+        ready = (False, pull_reason, pull_message)
+        reconciling = (True, pull_reason, "instances cannot pull the image; retried by the kubelet")
     elif resolution is not None and resolution.failed:
         # A restage or image change waits for the registry; the running instances keep serving (S14).
         assert resolution.error_reason is not None
