@@ -41,7 +41,7 @@ from wharf.render import Rendered, RenderError, owned_kinds, render
 from wharf.render.names import APP_LABEL, PROCESS_LABEL, derived_secret_names
 from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
 from wharf.status.conditions import find
-from wharf.status.pulls import problems
+from wharf.status.pulls import FAILED_TO_CREATE, problems
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ def transitions(previous: AppStatus, current: AppStatus) -> list[EventRecord]:
             recovered = before is not None and before.status == "False" and before.reason not in ("Starting", "Pending")
             events.append(EventRecord("Normal", "Recovered" if recovered else after.reason, after.message))
         elif after.status == "False" and after.reason not in ("Starting", "Pending"):
-            if after.message.startswith("Failed to create container"):
+            if after.message.startswith(FAILED_TO_CREATE):
                 metrics.PULL_FAILURES.labels(reason=after.reason).inc()
             events.append(EventRecord("Warning", after.reason, after.message))
     return events
