@@ -152,6 +152,36 @@ REFUSED: dict[str, Refused] = {
         {"dockerImage": IMAGE, "dockerPasswordSecretRef": {"name": "regcred"}},
         ("dockerPasswordSecretRef needs dockerUsername",),
     ),
+    "username-without-password": Refused(
+        "S1",
+        {"dockerImage": IMAGE, "dockerUsername": "alice"},
+        ("dockerUsername (or manifest docker.username) needs dockerPasswordSecretRef",),
+    ),
+    "manifest-username-without-password": Refused(
+        "S1",
+        spec(docker={"image": IMAGE, "username": "alice"}),
+        ("dockerUsername (or manifest docker.username) needs dockerPasswordSecretRef",),
+    ),
+    # S4: sidecars are containers: one name each
+    "duplicate-sidecar-names": Refused(
+        "S4",
+        spec(sidecars=[{"name": "s", "process_types": ["web"], "command": "a"}] * 2),
+        ("spec.manifest.sidecars", "Duplicate value"),
+    ),
+    # manifest metadata lands on every created object as labels and annotations
+    "label-value-with-space": Refused(
+        "S1", spec(metadata={"labels": {"team": "a b"}}), ("spec.manifest.metadata.labels.team", "should match")
+    ),
+    "label-key-not-qualified": Refused(
+        "S1",
+        spec(metadata={"labels": {"-team": "a"}}),
+        ("spec.manifest.metadata.labels", "label keys are [prefix/]name"),
+    ),
+    "annotation-key-not-qualified": Refused(
+        "S1",
+        spec(metadata={"annotations": {"a b": "x"}}),
+        ("spec.manifest.metadata.annotations", "annotation keys are [prefix/]name"),
+    ),
     # S4: process types
     "duplicate-process-types": Refused(
         "S4",
@@ -400,3 +430,16 @@ def test_an_image_change_to_a_missing_tag_keeps_the_running_instances(
     assert container["image"] == f"{registry_plain.host}/bad/single@{digest}"
     status = (op.get("app", "stayer", app_ns) or {})["status"]
     assert status["image"]["digest"] == digest  # the last good resolution is kept
+
+
+@pytest.mark.parametrize("name", ["my.shop", "1shop", "s" * 64])
+def test_an_app_name_that_cannot_name_a_service_is_refused(
+    wharf_operator: Operator, baseline: Baseline, name: str
+) -> None:
+    # S4: the App's name is its Service's name (a DNS-1035 label) and a label value
+    op = wharf_operator
+    body = app_body(name, baseline.namespace, _substitute(spec(), baseline.images))
+    result = op.apply(body, check=False)
+    assert result.returncode != 0, result.stdout
+    assert "an App's name is its Service's name" in result.stderr, result.stderr
+    assert op.get("app", name, baseline.namespace) is None

@@ -105,9 +105,46 @@ def test_image_in_both_places_must_agree() -> None:
 
 def test_image_only_in_the_manifest_is_enough() -> None:
     # S1
-    spec = AppSpec.model_validate({"manifest": {"docker": {"image": IMAGE, "username": "amy"}}})
+    spec = AppSpec.model_validate(
+        {"manifest": {"docker": {"image": IMAGE, "username": "amy"}}, "dockerPasswordSecretRef": {"name": "pw"}}
+    )
     assert spec.image == IMAGE
     assert spec.username == "amy"
+
+
+@pytest.mark.parametrize("where", ["spec", "manifest"])
+def test_a_username_needs_the_password_secret(where: str) -> None:
+    # S1: without the password, resolution would silently go anonymous
+    body: dict[str, object] = {"manifest": {"docker": {"image": IMAGE, "username": "amy"}}}
+    if where == "spec":
+        body = {"dockerImage": IMAGE, "dockerUsername": "amy"}
+    with pytest.raises(ValidationError, match=re.escape("needs dockerPasswordSecretRef")):
+        AppSpec.model_validate(body)
+
+
+def test_sidecar_names_are_unique() -> None:
+    # S4: two sidecars of one name would be two containers of one name
+    sidecars = [{"name": "s", "process_types": ["web"], "command": "a"}] * 2
+    _refused("sidecar names must be unique; repeated: s", {"sidecars": sidecars})
+
+
+@pytest.mark.parametrize(
+    ("labels", "bad"),
+    [
+        ({"team": "a b"}, "labels"),
+        ({"-team": "a"}, "-team"),
+        ({"Example.com/x": "a"}, "Example.com/x"),
+        ({"x": "a" * 64}, "labels"),
+    ],
+)
+def test_metadata_labels_are_kubernetes_labels(labels: dict[str, str], bad: str) -> None:
+    # The manifest's metadata lands on created objects: what the apiserver would refuse is refused here
+    _refused(bad, {"metadata": {"labels": labels}})
+
+
+def test_metadata_annotation_keys_are_qualified_names() -> None:
+    _refused("keys a b are not [prefix/]name", {"metadata": {"annotations": {"a b": "x"}}})
+    assert _spec({"metadata": {"annotations": {"example.com/contact": "a b c"}}}).manifest.metadata is not None
 
 
 def test_an_image_is_required() -> None:

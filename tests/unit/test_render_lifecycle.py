@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from render_support import DIGEST, UID, deployment, main_container, make_app, make_facts, of_kind, render_ok
@@ -92,7 +93,11 @@ def test_selector_matches_the_template_labels() -> None:
 def test_every_object_is_owned_by_the_app(routing: Routing) -> None:
     # S15: deleting the App deletes everything it created
     settings = Settings(routing=routing, gateway_name="edge")
-    rendered = render_ok(make_app(EVERYTHING, dockerUsername="bob"), settings=settings, registry_password="pw")
+    rendered = render_ok(
+        make_app(EVERYTHING, dockerUsername="bob", dockerPasswordSecretRef={"name": "registry-password"}),
+        settings=settings,
+        registry_password="pw",
+    )
     kinds = {o["kind"] for o in rendered.objects}
     assert {"Secret", "Deployment", "Service"} <= kinds
     for obj in rendered.objects:
@@ -136,7 +141,8 @@ def test_username_and_password_become_a_dockerconfigjson_pull_secret(reference: 
 
 def test_manifest_docker_username_works_too() -> None:
     # S1
-    app = make_app({"docker": {"image": "registry.example.com:5000/team/shop:1.0", "username": "amy"}})
+    docker = {"image": "registry.example.com:5000/team/shop:1.0", "username": "amy"}
+    app = make_app({"docker": docker}, dockerPasswordSecretRef={"name": "registry-password"})
     rendered = render_ok(app, registry_password="pw")
     (secret,) = of_kind(rendered, "Secret")
     assert "amy" in secret["stringData"][".dockerconfigjson"]
@@ -144,8 +150,8 @@ def test_manifest_docker_username_works_too() -> None:
 
 def test_no_password_no_pull_secret_but_image_pull_secrets_are_passed_on() -> None:
     # S1
-    app = make_app(dockerUsername="bob", imagePullSecrets=[{"name": "team-pull"}])
-    rendered = render_ok(app)
+    app = make_app(imagePullSecrets=[{"name": "team-pull"}])
+    rendered = render_ok(app, registry_password="ignored-without-user")
     assert of_kind(rendered, "Secret") == []
     assert deployment(rendered)["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "team-pull"}]
 
@@ -155,3 +161,15 @@ def test_no_credentials_no_pull_secrets() -> None:
     rendered = render_ok(make_app(), registry_password="ignored-without-user")
     assert of_kind(rendered, "Secret") == []
     assert "imagePullSecrets" not in deployment(rendered)["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("cf_name", "label"),
+    [("shop", "shop"), ("My Shop!", "My-Shop"), ("-café-", "caf"), ("a" * 62 + " b", "a" * 62), ("...", "")],
+)
+def test_the_cf_name_becomes_a_valid_label_value(cf_name: str, label: str) -> None:
+    # S1: manifest `name` is free text on CF; on Kubernetes it is the app.kubernetes.io/name label
+    rendered = render_ok(make_app({"name": cf_name}))
+    for obj in rendered.objects:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == label
+    assert re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", label)

@@ -98,6 +98,7 @@ def apps(draw: st.DrawFn) -> App:
         spec["restartedAt"] = "2024-05-01T10:00:00Z"
     if draw(st.booleans()):
         spec["dockerUsername"] = "bob"
+        spec["dockerPasswordSecretRef"] = {"name": "registry-password"}
     return App(name="shop", namespace="space", uid="u-1", generation=1, spec=AppSpec.model_validate(spec))
 
 

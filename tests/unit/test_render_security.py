@@ -46,7 +46,10 @@ def _pod(user: str, policy: RootUserPolicy = RootUserPolicy.RUN_AS_NON_ROOT, por
 def test_every_rendered_pod_is_restricted_compliant(settings: Settings, user: str, ports: tuple[int, ...]) -> None:
     # S7
     rendered = render_ok(
-        make_app(EVERYTHING, dockerUsername="bob"), make_facts(ports, user=user), settings, registry_password="pw"
+        make_app(EVERYTHING, dockerUsername="bob", dockerPasswordSecretRef={"name": "registry-password"}),
+        make_facts(ports, user=user),
+        settings,
+        registry_password="pw",
     )
     assert_restricted(rendered)
     assert len(list(pod_specs(rendered))) == 2

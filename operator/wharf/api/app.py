@@ -63,6 +63,11 @@ class AppSpec(_Model):
         manifest_user = self.manifest.docker.username if self.manifest.docker else None
         if self.docker_username and manifest_user and self.docker_username != manifest_user:
             raise ValueError("spec.dockerUsername and manifest.docker.username differ: keep one")
+        if (self.docker_username or manifest_user) and self.docker_password_secret_ref is None:
+            raise ValueError(
+                "dockerUsername (or manifest docker.username) needs dockerPasswordSecretRef: the Secret key holding "
+                "the password (cf push read it from CF_DOCKER_PASSWORD)"
+            )
         if self.ports is not None and any(not 1 <= p <= 65535 for p in self.ports):
             raise ValueError("spec.ports must be TCP port numbers from 1 to 65535")
         return self

@@ -7,6 +7,7 @@ from the apiserver and an App built in a test obey the same rules.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -18,6 +19,13 @@ PROCESS_TYPE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESERVED_ENV_PREFIXES = ("VCAP_", "VMC_")
 RESERVED_ENV_KEYS = ("PORT",)
 MAX_TIMEOUT_SECONDS = 180  # CF's maximum start-up allowance
+# Kubernetes label values and qualified names (label and annotation keys), as the apiserver checks them.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_QUALIFIED_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?([.][a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_MAX_QUALIFIED_KEY = 317  # a 253-character prefix, '/', a 63-character name
 
 
 class HealthCheckType(StrEnum):
@@ -161,9 +169,24 @@ class Docker(_Strict):
     username: str | None = Field(default=None, max_length=256)
 
 
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+AnnotationValue = Annotated[str, Field(max_length=4096)]
+
+
 class Metadata(_Strict):
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
+    annotations: dict[str, AnnotationValue] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _qualified_keys(cls, values: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in values if len(k) > _MAX_QUALIFIED_KEY or not _QUALIFIED_KEY.match(k))
+        if bad:
+            raise ValueError(
+                f"keys {', '.join(bad)} are not [prefix/]name: name at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit; prefix a DNS subdomain"
+            )
+        return values
 
 
 def _as_bindings(services: tuple[str | Service, ...]) -> list[Service]:
@@ -227,6 +250,14 @@ class Manifest(ProcessSettings):
         if duplicates:
             raise ValueError(f"process types must be unique; repeated: {', '.join(duplicates)}")
         return processes
+
+    @field_validator("sidecars")
+    @classmethod
+    def _unique_sidecars(cls, sidecars: tuple[Sidecar, ...]) -> tuple[Sidecar, ...]:
+        duplicates = _repeated([s.name for s in sidecars])
+        if duplicates:
+            raise ValueError(f"sidecar names must be unique; repeated: {', '.join(duplicates)}")
+        return sidecars
 
     @field_validator("services")
     @classmethod

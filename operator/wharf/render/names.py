@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from wharf.api.app import App
 
@@ -46,10 +47,16 @@ def selector(app: App, process_type: str) -> dict[str, str]:
     return {APP_LABEL: app.name, PROCESS_LABEL: process_type}
 
 
+def label_value(text: str) -> str:
+    """`text` as a label value (63 letters, digits, '-', '_', '.', alphanumeric at both ends): a CF app name may
+    hold spaces and other characters (`My Shop!`), which become '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+
+
 def labels(app: App, process_type: str | None = None) -> dict[str, str]:
     user = dict(app.spec.manifest.metadata.labels) if app.spec.manifest.metadata else {}
     ours = {
-        "app.kubernetes.io/name": app.app_name[:63],
+        "app.kubernetes.io/name": label_value(app.app_name),
         "app.kubernetes.io/instance": app.name,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         APP_LABEL: app.name,
