@@ -4,11 +4,12 @@ so drift is corrected and fields others own are left alone."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any, cast
 
 import httpx
@@ -69,11 +70,20 @@ class _ConfigurationAuth(httpx.Auth):
     def __init__(self, configuration: k8s.Configuration) -> None:
         self._configuration = configuration
 
-    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+    def _token(self) -> str | None:
         # The kubernetes client stores a kubeconfig or in-cluster token under "BearerToken" (already "Bearer ...");
         # older versions and hand-made configurations used "authorization". get_api_key_with_prefix runs the
         # refresh hook itself.
         token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        return str(token) if token else None
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("the apiserver client is an httpx.AsyncClient")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        # The refresh hook reads files and, for a kubeconfig `exec` credential plugin, runs a process: a thread,
+        # so the event loop never waits on it.
+        token = await asyncio.to_thread(self._token)
         if token:
             request.headers["Authorization"] = token
         yield request
