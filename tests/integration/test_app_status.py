@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.fixtures_operator import Operator
+from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import TEST_PASSWORD, TEST_USERNAME, RegistryServer
 
@@ -476,3 +476,25 @@ def test_image_pull_secrets_path_scoped_legacy_and_unreadable(
     assert "image pull Secret broken" in condition["message"]
     assert "base64" in condition["message"]
     assert op.get("deployment", "broken-web", app_ns) is None
+
+
+def test_an_untrusted_registry_certificate_is_stalled_not_retried(
+    solo_operator: SoloOperator, registry_tls: RegistryServer
+) -> None:
+    # S14: a TLS trust failure heals only when the cluster admin adds the CA; retrying every few seconds would
+    # show "Reconciling" forever. This operator has no WHARF_REGISTRY_CA_BUNDLE for the test CA.
+    op, ns = solo_operator({})
+    push_image(registry_tls, "status/tls", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("tls", ns, f"{registry_tls.host}/status/tls:v1"))
+
+    def stalled() -> dict[str, Any] | None:
+        obj = op.get("app", "tls", ns)
+        return obj if conditions(obj).get("Stalled", {}).get("status") == "True" else None
+
+    found = op.wait_for("Stalled", stalled, timeout=60)
+    conds = conditions(found)
+    assert conds["Stalled"]["reason"] == "RegistryUnavailable"
+    assert "WHARF_REGISTRY_CA_BUNDLE" in conds["Stalled"]["message"]
+    assert conds["Reconciling"]["status"] == "False"
+    assert kstatus(found) == "Failed"
+    assert_kstatus_consistent(found)
