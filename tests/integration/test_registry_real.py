@@ -208,6 +208,45 @@ async def test_tls_fails_without_the_ca(registry_tls: RegistryServer) -> None:
     assert [o for _, o, _ in outcomes] == ["tls_error"]
 
 
+# -- DNS: connections go to the checked addresses --------------------------------------------------------------
+def _answers(table: dict[str, list[str]]) -> Callable[[str, int], Any]:
+    """A resolver for names the system cannot resolve: the only way to reach them is the guard's own answer."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"{host}: no such host")
+        return table[host]
+
+    return resolve
+
+
+async def test_connections_go_to_the_addresses_the_guard_checked(registry_plain: RegistryServer) -> None:
+    # The name exists only for the guard's resolver: the connection reaches the registry through the checked
+    # address, with no second lookup a rebinding DNS server could answer differently.
+    digest = images.push_image(registry_plain, "pin/app", "v1", STANDARD_IMAGES["single-port"])
+    name = f"pinned.wharf.test:{registry_plain.port}"
+    settings = settings_for(registry_plain, registry_insecure=(name,))
+    resolver = _answers({"pinned.wharf.test": ["127.0.0.1"]})
+    async with RegistryClient(settings, retries=0, resolver=resolver) as client:
+        facts = await client.resolve(f"{name}/pin/app:v1")
+    assert facts.digest == digest
+
+
+async def test_tls_to_a_pinned_address_checks_the_certificate_against_the_name(registry_tls: RegistryServer) -> None:
+    # The test certificate names 127.0.0.1 and localhost. Reached by the name `localhost` (pinned to 127.0.0.1),
+    # TLS succeeds; reached by another name pinned to the same address, the certificate does not match that name,
+    # although it matches the address: the check uses the name, as SNI does.
+    digest = images.push_image(registry_tls, "pin/tls", "v1", STANDARD_IMAGES["single-port"])
+    resolver = _answers({"localhost": ["127.0.0.1"], "other.wharf.test": ["127.0.0.1"]})
+    async with RegistryClient(settings_for(registry_tls), retries=0, resolver=resolver) as client:
+        facts = await client.resolve(f"localhost:{registry_tls.port}/pin/tls:v1")
+        assert facts.digest == digest
+        with pytest.raises(Unavailable) as caught:
+            await client.resolve(f"other.wharf.test:{registry_tls.port}/pin/tls:v1")
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert "other.wharf.test" in caught.value.message
+
+
 # -- Basic -------------------------------------------------------------------------------------------------------
 async def test_basic_auth(registry_basic: RegistryServer) -> None:
     digest = images.push_image(registry_basic, "private/app", "v1", STANDARD_IMAGES["single-port"])

@@ -43,6 +43,7 @@ from wharf.registry._manifest import (
 )
 from wharf.registry._reference import Reference, parse_reference
 from wharf.registry._transport import (
+    PinnedTransport,
     PolicyTransport,
     RequestCallback,
     RequestStats,
@@ -129,8 +130,9 @@ class RegistryClient:
         self._guard = Guard(settings, resolver=resolver)
         self.stats = RequestStats()
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(
-                verify=_ssl_context(settings.registry_ca_bundle), http2=False, retries=0
+            verify = _ssl_context(settings.registry_ca_bundle)
+            transport = PinnedTransport(
+                lambda: httpx.AsyncHTTPTransport(verify=verify, http2=False, retries=0), self._guard
             )
         self._retries = retries
         policy = PolicyTransport(

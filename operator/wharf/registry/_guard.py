@@ -8,9 +8,9 @@ CGNAT, unspecified, multicast, reserved; IPv4-mapped IPv6 is unwrapped first) or
 holding the address in `settings.registry_allow`. Plain HTTP is refused unless the host is listed in
 `settings.registry_insecure`.
 
-Resolution uses `loop.getaddrinfo`, so it never blocks the event loop; answers are cached briefly. The check
-and the connection resolve the name separately, so a DNS server that changes its answer between them (DNS
-rebinding) is not stopped here; the network policy around the operator is the backstop for that.
+Resolution uses `loop.getaddrinfo`, so it never blocks the event loop; answers are cached briefly. The
+connection goes to the addresses that were checked (`addresses()`, used by the transport), never to a second DNS
+answer, so a DNS server that changes its answer between check and connect (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ class Guard:
         self._deny_networks, _ = _networks(settings.registry_deny)
         self._insecure = {entry.strip().lower() for entry in settings.registry_insecure if entry.strip()}
         self._resolve = resolver or system_resolver
-        self._decisions: TTLCache[tuple[str, int], str] = TTLCache(maxsize=1024, ttl=_DECISION_TTL)
+        # (host, port) -> (why refused or "", the checked addresses to connect to)
+        self._decisions: TTLCache[tuple[str, int], tuple[str, tuple[str, ...]]] = TTLCache(
+            maxsize=1024, ttl=_DECISION_TTL
+        )
 
     def is_insecure(self, host: str, port: int | None) -> bool:
         """True when the admin listed this registry as reached over plain HTTP."""
@@ -98,17 +101,29 @@ class Guard:
         bare, with_port = host_key(host, port)
         if bare in self._allow_hosts or with_port in self._allow_hosts:
             return
-        key = (bare, port)
-        cached = self._decisions.get(key)
-        reason = cached if cached is not None else await self._decide(bare, port)
+        reason, _ = await self._decision(bare, port)
         if reason:
             raise Blocked(
                 f"refusing to contact {with_port}: {reason}. If this registry is meant to be reachable, "
                 "the cluster admin can add the host or its CIDR to WHARF_REGISTRY_ALLOW"
             )
 
-    async def _decide(self, bare: str, port: int) -> str:
-        """'' when allowed, else why not; cached for a short while either way."""
+    async def addresses(self, host: str, port: int) -> tuple[str, ...]:
+        """The checked addresses to connect to for `host`, in the resolver's order; empty when the connection may
+        use the name itself (an IP literal, a host the admin allows by name, a name that did not resolve).
+        Call after `check`: a refused host has no addresses."""
+        bare, with_port = host_key(host, port)
+        if bare in self._allow_hosts or with_port in self._allow_hosts:
+            return ()
+        reason, addresses = await self._decision(bare, port)
+        return () if reason else addresses
+
+    async def _decision(self, bare: str, port: int) -> tuple[str, tuple[str, ...]]:
+        cached = self._decisions.get((bare, port))
+        return cached if cached is not None else await self._decide(bare, port)
+
+    async def _decide(self, bare: str, port: int) -> tuple[str, tuple[str, ...]]:
+        """('' when allowed, else why not; the addresses checked), cached for a short while either way."""
         key = (bare, port)
         try:
             literal: IPAddress | None = ipaddress.ip_address(bare)
@@ -121,13 +136,15 @@ class Guard:
                 answers = await self._resolve(bare, port)
             except OSError:
                 # Not a decision: the connection attempt will fail and report the name error itself.
-                return ""
+                return "", ()
             addresses = []
             for answer in answers:
                 try:
-                    addresses.append(ipaddress.ip_address(answer.split("%", 1)[0]))
+                    address = ipaddress.ip_address(answer.split("%", 1)[0])
                 except ValueError:
                     continue
+                if address not in addresses:
+                    addresses.append(address)
         reason = ""
         for address in addresses:
             reason = self._address_reason(address)
@@ -137,11 +154,10 @@ class Guard:
                 else:
                     reason = f"{address} is {reason.removeprefix('an address ')}"
                 break
-        self._remember(key, reason)
-        return reason
-
-    def _remember(self, key: tuple[str, int], reason: str) -> None:
-        self._decisions.put(key, reason)
+        # A literal is connected to as written; a name only at the addresses just checked.
+        pinned = () if literal is not None else tuple(str(address) for address in addresses)
+        self._decisions.put(key, (reason, pinned))
+        return reason, pinned
 
     def _address_reason(self, address: IPAddress) -> str:
         plain = _unwrap(address)

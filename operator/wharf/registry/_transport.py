@@ -14,7 +14,7 @@ import logging
 import random
 import ssl
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -168,3 +168,58 @@ class PolicyTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """Connects to the addresses the guard checked, never to a fresh DNS answer: a name that resolved to a public
+    address for the check cannot rebind to an internal one for the connection. The URL's host becomes the address;
+    the Host header, TLS SNI and the certificate's name check keep the name. Addresses are tried in order when a
+    connection cannot be made, as a resolver-driven connect would.
+
+    Connections are pooled by URL origin, which is now an address that several names may share (a CDN serving
+    blobs): each name gets a pool of its own, so a connection verified for one name never carries another's."""
+
+    def __init__(self, network: Callable[[], httpx.AsyncBaseTransport], guard: Guard, *, max_names: int = 256) -> None:
+        self._network = network
+        self._guard = guard
+        self._max_names = max_names
+        self._by_name: OrderedDict[str, httpx.AsyncBaseTransport] = OrderedDict()
+
+    async def _pool(self, name: str) -> httpx.AsyncBaseTransport:
+        pool = self._by_name.get(name)
+        if pool is None:
+            pool = self._by_name[name] = self._network()
+            if len(self._by_name) > self._max_names:
+                _, oldest = self._by_name.popitem(last=False)
+                await oldest.aclose()
+        self._by_name.move_to_end(name)
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        pool = await self._pool(url.host)
+        addresses = await self._guard.addresses(url.host, url.port or (443 if url.scheme == "https" else 80))
+        if not addresses:
+            return await pool.handle_async_request(request)
+        failure: httpx.ConnectError | None = None
+        for address in addresses:
+            pinned = httpx.Request(
+                request.method,
+                url.copy_with(host=address),
+                headers=request.headers,  # Host: the name, set when the request was built
+                stream=request.stream,
+                extensions={**request.extensions, "sni_hostname": url.host},
+            )
+            try:
+                return await pool.handle_async_request(pinned)
+            except httpx.ConnectError as error:
+                if is_tls_failure(error):
+                    raise
+                failure = error
+        assert failure is not None
+        raise failure
+
+    async def aclose(self) -> None:
+        pools, self._by_name = list(self._by_name.values()), OrderedDict()
+        for pool in pools:
+            await pool.aclose()

@@ -17,7 +17,7 @@ from wharf.registry._auth import parse_www_authenticate, repository_scope
 from wharf.registry._cache import LRUCache, SingleFlight, TTLCache
 from wharf.registry._guard import Guard
 from wharf.registry._manifest import Descriptor, Manifest, choose_platform, normalize_platform, parse_created
-from wharf.registry._transport import retry_after_seconds
+from wharf.registry._transport import PinnedTransport, retry_after_seconds
 
 
 def test_public_api() -> None:
@@ -181,6 +181,48 @@ async def test_guard_unresolvable_names_are_left_to_the_connection() -> None:
         raise OSError("Name or service not known")
 
     await Guard(Settings(), resolver=nxdomain).check("nowhere.invalid", 443)
+
+
+async def test_pinned_transport_connects_to_the_checked_addresses_with_the_name_kept() -> None:
+    # The transport's own logic (the real connection is proven in tests/integration/test_registry_real.py).
+    lookups: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["93.184.216.34", "2606:2800:220:1::1"]
+
+    seen: list[httpx.Request] = []
+    pools: list[str] = []
+
+    def network() -> httpx.AsyncBaseTransport:
+        pools.append("pool")
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            if request.url.host == "93.184.216.34":
+                raise httpx.ConnectError("unreachable", request=request)
+            return httpx.Response(200)
+
+        return httpx.MockTransport(handle)
+
+    guard = Guard(Settings(), resolver=resolver)
+    transport = PinnedTransport(network, guard)
+    async with httpx.AsyncClient(transport=transport) as client:
+        await guard.check("reg.example", 443)
+        response = await client.get("https://reg.example/v2/")
+        assert response.status_code == 200
+        # The first address refused the connection; the second took it. The name stays in Host and SNI.
+        assert [r.url.host for r in seen] == ["93.184.216.34", "2606:2800:220:1::1"]
+        assert str(seen[1].url) == "https://[2606:2800:220:1::1]/v2/"
+        assert all(r.headers["Host"] == "reg.example" for r in seen)
+        assert all(r.extensions["sni_hostname"] == "reg.example" for r in seen)
+        assert lookups == ["reg.example"]  # one answer for the check and the connection
+        # Another name on the same addresses gets a pool of its own; an IP literal is connected to as written.
+        await client.get("https://cdn.example/blob")
+        await client.get("https://8.8.4.4/x")
+        assert len(pools) == 3
+        assert seen[-1].url.host == "8.8.4.4"
+        assert "sni_hostname" not in seen[-1].extensions
 
 
 def test_guard_scheme() -> None:
