@@ -4,4 +4,5 @@ pytest_plugins = [
     "harness.fixtures_registry",
     "harness.fixtures_cluster",
     "harness.fixtures_operator",
+    "harness.fixtures_kubelet",
 ]

@@ -18,7 +18,9 @@ import yaml
 
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, ImageSpec, push_image
+from harness.kubelet import Kubelet
 from harness.registry import RegistryServer
+from wharf.render.expansion import literal
 from wharf.render.probes import listening_check
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
@@ -151,7 +153,7 @@ def test_multi_process_manifest_one_deployment_per_type_one_service(
     assert web["readinessProbe"]["httpGet"]["path"] == "/ready"  # S10 readiness-health-check-*
     # S10 port: a check of every listed port (8080, 8443, 9000: one exec probe, admitted under `restricted` and
     # stored as rendered); timeout 10 -> a shorter start-up allowance.
-    every_port = ["sh", "-c", listening_check((8080, 8443, 9000))]
+    every_port = ["sh", "-c", literal(listening_check((8080, 8443, 9000)))]  # as the kubelet hands it on
     assert clock["startupProbe"]["exec"] == {"command": every_port}
     assert clock["livenessProbe"]["exec"] == {"command": every_port}
     assert 10 <= clock["startupProbe"]["periodSeconds"] * clock["startupProbe"]["failureThreshold"] < 90
@@ -397,11 +399,12 @@ def test_services_bound_from_secrets_appear_in_vcap_services(
 
 
 def test_service_binding_files_from_the_cluster_secret(
-    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str, tmp_path: Path
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str, tmp_path: Path, kubelet: Kubelet
 ) -> None:
     # servicebinding.io files within S8: the init container's script, given the env the kubelet resolves from the
     # derived Secret in the cluster, writes $SERVICE_BINDING_ROOT/<binding>/<key>. (The fake node runs no
-    # containers, so the script runs here, under dash, with the Secret read back from the apiserver.)
+    # containers, so the script runs here, under dash, with the Secret read back from the apiserver and the
+    # command as the kubelet's own expansion leaves it.)
     op = wharf_operator
     push_image(registry_plain, "manifest/files", "v1", STANDARD_IMAGES["single-port"])
     op.cluster.kubectl(
@@ -421,13 +424,15 @@ def test_service_binding_files_from_the_cluster_secret(
     (init,) = pod_spec["initContainers"]
     assert container({"spec": {"template": {"spec": pod_spec}}})["volumeMounts"][0]["readOnly"] is True
     derived = (op.get("secret", "ledger-vcap-services", app_ns) or {})["data"]
-    env = {"PATH": "/usr/bin:/bin", "SERVICE_BINDING_ROOT": str(tmp_path)}
+    resolved: dict[str, str] = {}
     for variable in init["env"]:
         ref = variable.get("valueFrom", {}).get("secretKeyRef")
         if ref:
             assert ref["name"] == "ledger-vcap-services"
-            env[variable["name"]] = base64.b64decode(derived[ref["key"]]).decode()
-    result = subprocess.run(["dash", *init["command"][1:]], env=env, capture_output=True, text=True, timeout=10)
+            resolved[variable["name"]] = base64.b64decode(derived[ref["key"]]).decode()
+    (started,) = kubelet.start([init], resolved)
+    env = {**started.env, "PATH": "/usr/bin:/bin", "SERVICE_BINDING_ROOT": str(tmp_path)}
+    result = subprocess.run(["dash", *started.command[1:]], env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     files = {str(f.relative_to(tmp_path)): f.read_text() for f in sorted(tmp_path.rglob("*")) if f.is_file()}
     assert files == {
@@ -463,7 +468,7 @@ def test_sidecars_become_extra_containers_with_sh_c(
     ]
     assert [c["name"] for c in worker["spec"]["template"]["spec"]["containers"]] == ["app", "sidecar-metrics"]
     proxy = container(web, "sidecar-proxy")
-    assert proxy["command"] == ["sh", "-c", "./proxy --upstream $PORT"]
+    assert proxy["command"] == ["sh", "-c", "./proxy --upstream $PORT"]  # the kubelet leaves `$PORT` alone
     assert proxy["image"] == f"{registry_plain.host}/manifest/sidecar@{digest}"  # same bits as the app
     assert proxy["resources"]["limits"]["memory"] == "64Mi"
     assert container(web)["resources"]["limits"]["memory"] == "192Mi"  # the sidecar's share comes off the app's

@@ -1,7 +1,7 @@
 """Service bindings as files, servicebinding.io style, within S8 (emptyDir only).
 
-The init container's script runs here under the shells images carry, with the environment the kubelet would give
-it: each `secretKeyRef` resolved from the rendered services Secret.
+The init container's script runs here under the shells images carry, as the kubelet would start it (its own
+`$(VAR)` expansion, harness.kubelet): each `secretKeyRef` resolved from the rendered services Secret.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from render_support import (
     render_ok,
 )
 
+from harness.kubelet import Kubelet
 from wharf.render.bindings import DEFAULT_TYPE, INIT_CONTAINER, ROOT, VOLUME
 
 CREDENTIALS = {
@@ -119,23 +120,22 @@ def test_each_service_is_bound_once_under_its_own_name(services: list[Any]) -> N
         make_app({"services": services})
 
 
-def _run_init(shell: list[str], rendered: Any, root: Path) -> subprocess.CompletedProcess[str]:
-    """The init container as the kubelet runs it: env resolved (secretKeyRef from the Secret), the mount at `root`."""
+def _run_init(kubelet: Kubelet, shell: list[str], rendered: Any, root: Path) -> subprocess.CompletedProcess[str]:
+    """The init container as the kubelet runs it: env resolved (secretKeyRef from the Secret), command expanded, the
+    mount at `root`."""
     init, data = _init(rendered), _services_secret(rendered)
-    env = {"PATH": os.environ["PATH"]}
-    for variable in init["env"]:
-        ref = variable.get("valueFrom", {}).get("secretKeyRef")
-        env[variable["name"]] = data[ref["key"]] if ref else variable["value"]
-    env["SERVICE_BINDING_ROOT"] = str(root)
-    return subprocess.run([*shell, *init["command"][1:]], env=env, capture_output=True, text=True, timeout=10)
+    secret_refs = {v["name"]: v["valueFrom"]["secretKeyRef"]["key"] for v in init["env"] if "valueFrom" in v}
+    (started,) = kubelet.start([init], {name: data[key] for name, key in secret_refs.items()})
+    env = {**started.env, "PATH": os.environ["PATH"], "SERVICE_BINDING_ROOT": str(root)}
+    return subprocess.run([*shell, *started.command[1:]], env=env, capture_output=True, text=True, timeout=10)
 
 
 def _tree(root: Path) -> dict[str, str]:
     return {str(path.relative_to(root)): path.read_text() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_the_init_script_writes_each_binding_as_files(shell: list[str], tmp_path: Path) -> None:
-    result = _run_init(shell, _rendered(), tmp_path)
+def test_the_init_script_writes_each_binding_as_files(kubelet: Kubelet, shell: list[str], tmp_path: Path) -> None:
+    result = _run_init(kubelet, shell, _rendered(), tmp_path)
     assert result.returncode == 0, result.stderr
     assert _tree(tmp_path) == {
         "db/uri": CREDENTIALS["db"]["uri"],
@@ -148,14 +148,24 @@ def test_the_init_script_writes_each_binding_as_files(shell: list[str], tmp_path
     }
     assert stat.S_IMODE((tmp_path / "db" / "password").stat().st_mode) == 0o600
     # a restarted pod runs its init container again over the same emptyDir
-    assert _run_init(shell, _rendered(), tmp_path).returncode == 0
+    assert _run_init(kubelet, shell, _rendered(), tmp_path).returncode == 0
     assert (tmp_path / "db" / "uri").read_text() == CREDENTIALS["db"]["uri"]
 
 
-def test_a_missing_secret_still_gets_its_directory_and_type(shell: list[str], tmp_path: Path) -> None:
+def test_a_missing_secret_still_gets_its_directory_and_type(kubelet: Kubelet, shell: list[str], tmp_path: Path) -> None:
     rendered = render_ok(make_app({"services": ["gone"]}), service_credentials={})
-    assert _run_init(shell, rendered, tmp_path).returncode == 0
+    assert _run_init(kubelet, shell, rendered, tmp_path).returncode == 0
     assert _tree(tmp_path) == {"gone/type": DEFAULT_TYPE}
+
+
+def test_a_binding_name_is_the_directory_name_as_written(kubelet: Kubelet, shell: list[str], tmp_path: Path) -> None:
+    # `$` in a binding name reaches the shell as written: the kubelet's `$(VAR)` and `$$` are kept out
+    name = "db $$ $(PORT) $HOME `x`"
+    services = [{"name": "db", "binding_name": name}]
+    rendered = render_ok(make_app({"services": services}), service_credentials={"db": {"uri": "postgres://x"}})
+    result = _run_init(kubelet, shell, rendered, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _tree(tmp_path) == {f"{name}/uri": "postgres://x", f"{name}/type": DEFAULT_TYPE}
 
 
 def test_a_missing_bound_secret_is_a_warning_saying_what_to_create() -> None:

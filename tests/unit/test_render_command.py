@@ -14,6 +14,7 @@ def test_command_runs_under_sh_c_and_discards_entrypoint_and_cmd() -> None:
     # S5
     facts = make_facts(entrypoint=("/docker-entrypoint.sh",), cmd=("nginx", "-g", "daemon off;"))
     container = main_container(render_ok(make_app({"command": "bundle exec rackup -p $PORT"}), facts))
+    # As written: the kubelet leaves `$PORT` alone (test_render_expansion.py runs the kubelet's code on commands)
     assert container["command"] == ["sh", "-c", "bundle exec rackup -p $PORT"]
     assert "args" not in container
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from render_support import main_container, make_app, make_facts, render_ok
 
+from wharf.render.expansion import literal
 from wharf.render.probes import STARTUP_PERIOD, listening_check
 
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
@@ -21,11 +22,12 @@ def test_web_defaults_to_a_tcp_port_check_when_one_port_is_listed() -> None:
 
 
 def test_port_check_covers_every_listed_port() -> None:
-    # S10: `port` = TCP check on every listed port; several ports are one exec probe running listening_check
+    # S10: `port` = TCP check on every listed port; several ports are one exec probe running listening_check (made
+    # literal: the kubelet hands the shell the script as written, test_render_expansion.py)
     container = main_container(render_ok(make_app(), make_facts((5000, 3000, 9100))))
     for probe in ("startupProbe", "livenessProbe"):
         assert "tcpSocket" not in container[probe]
-        assert container[probe]["exec"] == {"command": ["sh", "-c", listening_check((3000, 5000, 9100))]}
+        assert container[probe]["exec"] == {"command": ["sh", "-c", literal(listening_check((3000, 5000, 9100)))]}
     script = container["livenessProbe"]["exec"]["command"][2]
     assert "for want in 3000:0BB8 5000:1388 9100:238C; do" in script
     assert container["livenessProbe"]["timeoutSeconds"] == 1
@@ -36,7 +38,7 @@ def test_readiness_port_check_covers_every_listed_port() -> None:
     app = make_app({"health-check-type": "process", "readiness-health-check-type": "port"})
     container = main_container(render_ok(app, make_facts((8080, 8443))))
     assert "livenessProbe" not in container
-    assert container["readinessProbe"]["exec"] == {"command": ["sh", "-c", listening_check((8080, 8443))]}
+    assert container["readinessProbe"]["exec"] == {"command": ["sh", "-c", literal(listening_check((8080, 8443)))]}
 
 
 def test_other_types_default_to_process_no_probe() -> None:

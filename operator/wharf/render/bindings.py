@@ -18,6 +18,7 @@ from typing import Any
 
 from wharf.api.app import App
 from wharf.render import names
+from wharf.render.expansion import literal
 
 ROOT = "/bindings"  # the servicebinding.io reference runtimes' root
 ROOT_ENV = "SERVICE_BINDING_ROOT"
@@ -89,7 +90,7 @@ def init_container(
         "name": INIT_CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", _script(files)],
+        "command": ["sh", "-c", literal(_script(files))],  # binding names are the user's: `$` and all
         "env": env,
         "resources": resources,
         "securityContext": security,

@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from wharf.api.manifest import HealthCheckType, ReadinessCheckType
+from wharf.render.expansion import literal
 from wharf.render.ports import Ports
 from wharf.render.processes import HealthCheck, ProcessPlan
 
@@ -60,7 +61,8 @@ def _handler(check: HealthCheck, ports: Ports) -> dict[str, Any] | None:
         if len(ports.listed) == 1:
             # The kubelet's own TCP check: no process started in the container.
             return {"tcpSocket": {"port": ports.listed[0]}}
-        return {"exec": {"command": ["sh", "-c", listening_check(ports.listed)]}}
+        # literal: the kubelet expands `$(VAR)` and `$$` in exec probe commands too.
+        return {"exec": {"command": ["sh", "-c", literal(listening_check(ports.listed))]}}
     return None
 
 

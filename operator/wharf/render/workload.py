@@ -18,6 +18,7 @@ from wharf.render import bindings, names
 from wharf.render.bindings import BindingFiles
 from wharf.render.env import container_env
 from wharf.render.errors import RenderError
+from wharf.render.expansion import literal
 from wharf.render.ports import Ports, choose
 from wharf.render.probes import probes
 from wharf.render.processes import WEB, ProcessPlan, plan
@@ -59,9 +60,10 @@ def _meta(app: App, name: str, process_type: str | None = None) -> dict[str, Any
 
 
 def _start_command(process: ProcessPlan, facts: ImageFacts) -> dict[str, Any]:
-    """S5: `sh -c COMMAND` replaces ENTRYPOINT and CMD; no command runs the image's own."""
+    """S5: `sh -c COMMAND` replaces ENTRYPOINT and CMD; no command runs the image's own. The shell gets COMMAND as
+    written, `$` and all, as on CF (the kubelet's `$(VAR)` expansion is kept out)."""
     if process.command:
-        return {"command": ["sh", "-c", process.command]}
+        return {"command": ["sh", "-c", literal(process.command)]}
     if not facts.entrypoint and not facts.cmd:
         raise RenderError(
             Reason.NO_START_COMMAND,
@@ -107,7 +109,7 @@ def _containers(
             "name": f"sidecar-{sidecar.name}",
             "image": facts.pinned,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", sidecar.command],
+            "command": ["sh", "-c", literal(sidecar.command)],
             "workingDir": facts.workdir or "/",
             "env": list(main["env"]),  # sidecars see the app's environment, as in CF
             "securityContext": container_security_context(),
