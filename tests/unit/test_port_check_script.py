@@ -95,3 +95,19 @@ def test_a_connection_is_not_a_listener(shell: list[str], sockets: list[socket.s
     result = _check(shell, (good, port))
     assert result.returncode == 1
     assert f"port {port} is not" in result.stdout
+
+
+def test_listeners_opened_after_many_connections_are_found(shell: list[str], sockets: list[socket.socket]) -> None:
+    # The script stops reading a table at its first non-listening row (the kernel prints listeners first): a
+    # listener created after 200 connections (rows of the established table) must still be seen, on IPv4 and IPv6.
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))
+    server.listen(256)
+    sockets.append(server)
+    for _ in range(100):
+        client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
+        accepted, _ = server.accept()
+        sockets += [client, accepted]
+    late = (_listen(sockets, socket.AF_INET, "0.0.0.0"), _listen(sockets, socket.AF_INET6, "::"))
+    result = _check(shell, late)
+    assert result.returncode == 0, result.stdout + result.stderr
