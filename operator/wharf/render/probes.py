@@ -6,8 +6,8 @@
 - `readiness-health-check-*` become the readiness probe; without them, an instance is routable once its start-up
   check passed (Kubernetes marks a container ready when its startup probe succeeds and no readiness probe exists).
 - `port` checks every listed port. One port is a `tcpSocket` probe. A Kubernetes probe has exactly one handler, so
-  several ports are checked by one `exec` probe: a POSIX `sh` script (the image has `sh`: S5 runs commands with
-  it) that reads the kernel's socket tables and needs no other tool. It passes when each port has a listening
+  several ports are checked by one `exec` probe: a POSIX `sh` script (a `command` runs under `sh` anyway, S5; an
+  image with neither `sh` nor a `command` needs `spec.ports` or an http check, docs/manifest.md) that reads the kernel's socket tables and needs no other tool. It passes when each port has a listening
   socket on a non-loopback address, which is when the kubelet's TCP connect to the pod IP would succeed.
 - `http` checks the endpoint on the routed port (the lowest, unless `spec.ports` names another first).
 - `process` (and `none`) render no probe.
