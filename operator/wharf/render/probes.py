@@ -7,8 +7,9 @@
   check passed (Kubernetes marks a container ready when its startup probe succeeds and no readiness probe exists).
 - `port` checks every listed port. One port is a `tcpSocket` probe. A Kubernetes probe has exactly one handler, so
   several ports are checked by one `exec` probe: a POSIX `sh` script (a `command` runs under `sh` anyway, S5; an
-  image with neither `sh` nor a `command` needs `spec.ports` or an http check, docs/manifest.md) that reads the kernel's socket tables and needs no other tool. It passes when each port has a listening
-  socket on a non-loopback address, which is when the kubelet's TCP connect to the pod IP would succeed.
+  image with neither `sh` nor a `command` needs `spec.ports` or an http check, docs/manifest.md) that reads the
+  kernel's socket tables and needs no other tool. It passes when each port has a listening socket on a
+  non-loopback address, which is when the kubelet's TCP connect to the pod IP would succeed.
 - `http` checks the endpoint on the routed port (the lowest, unless `spec.ports` names another first).
 - `process` (and `none`) render no probe.
 """
