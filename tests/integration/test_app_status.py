@@ -498,3 +498,52 @@ def test_an_untrusted_registry_certificate_is_stalled_not_retried(
     assert conds["Reconciling"]["status"] == "False"
     assert kstatus(found) == "Failed"
     assert_kstatus_consistent(found)
+
+
+def test_status_of_a_new_image_keeps_nothing_of_the_old_one(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    # S5, S7, S13: status is written as a merge patch; keys the new status lacks must go, or the next reconcile
+    # would read the old image's CMD back from status and deploy an image that has no start command.
+    op = wharf_operator
+    repo = f"{registry_plain.host}/status/switch"
+    push_image(registry_plain, "status/switch", "root", STANDARD_IMAGES["user-root"])
+    push_image(registry_plain, "status/switch", "bare", STANDARD_IMAGES["no-command"])
+    push_image(registry_plain, "status/switch", "numeric", STANDARD_IMAGES["user-numeric"])
+    op.apply(app("switch", app_ns, f"{repo}:root", memory="64M"))
+    first = wait_ready(op, "switch", app_ns, "1/1")
+    assert first["status"]["image"]["cmd"] == ["/app/server"]
+    assert "running as uid 2000" in first["status"]["runAsNote"]
+    running_digest = first["status"]["image"]["digest"]
+
+    op.apply(app("switch", app_ns, f"{repo}:bare", memory="64M"))
+
+    def stalled() -> dict[str, Any] | None:
+        obj = op.get("app", "switch", app_ns)
+        return obj if conditions(obj).get("Stalled", {}).get("reason") == "NoStartCommand" else None
+
+    bare = op.wait_for("NoStartCommand", stalled, timeout=30)
+    assert "cmd" not in bare["status"]["image"]
+    assert bare["status"]["image"]["digest"] != running_digest
+    # A pod event makes the operator reconcile again: it must still refuse, and keep the old instances running.
+    for pod in pods(op, "switch", app_ns):
+        op.cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", app_ns, "--wait=false")
+    wait_ready_instances = op.wait_for("a new pod", lambda: [p for p in pods(op, "switch", app_ns) if running(p)])
+    assert wait_ready_instances
+    assert conditions(op.get("app", "switch", app_ns))["Stalled"]["reason"] == "NoStartCommand"
+    deployment = op.get("deployment", "switch-web", app_ns) or {}
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(running_digest)
+
+    op.apply(app("switch", app_ns, f"{repo}:numeric", memory="64M"))
+    numeric = op.wait_for(
+        "Ready on the numeric image",
+        lambda: (
+            (o := op.get("app", "switch", app_ns))
+            and o["status"].get("runAsUser") == 1001
+            and is_ready(op, "switch", app_ns)
+            and o
+        ),
+        timeout=60,
+    )
+    assert numeric["status"]["runAsNote"] == "image USER 1001"  # the root image's note does not outlive it
+    assert numeric["status"]["image"]["cmd"] == ["/app/server"]

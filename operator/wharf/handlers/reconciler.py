@@ -24,6 +24,7 @@ from wharf.api.image import ImageFacts
 from wharf.config import Settings
 from wharf.handlers import metrics
 from wharf.kube import Kube, KubeError, NotFoundError
+from wharf.kube.merge_patch import merge_patch
 from wharf.registry import (
     Credentials,
     Denied,
@@ -331,9 +332,11 @@ class Reconciler:
             blocked=blocked,
             observation=observation,
         )
-        body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if body != previous.model_dump(mode="json", by_alias=True, exclude_none=True):
-            await self._kube.patch_app_status(app.namespace, app.name, body)
+        # What is stored (exclude_unset: not the model's defaults), so the patch also deletes what no longer applies.
+        before = previous.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+        patch = merge_patch(before, status.model_dump(mode="json", by_alias=True, exclude_none=True))
+        if patch:
+            await self._kube.patch_app_status(app.namespace, app.name, patch)
         ready = find(status.conditions, ConditionType.READY)
         self._ready[(app.namespace, app.name)] = ready.status if ready else "Unknown"
         self._count_ready()

@@ -173,7 +173,7 @@ class Kube:
         return await self.get(APP_API_VERSION, "App", namespace, name)
 
     async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """A merge patch of the status subresource; lists (conditions) are written whole."""
+        """A JSON merge patch of `status` (see merge_patch): `null` deletes a key, lists are written whole."""
         path = f"{collection_path(APP_API_VERSION, 'App', namespace)}/{name}/status"
         await self._call("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
 
