@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.fixtures_operator import Operator
+from harness.fixtures_operator import Operator, SoloOperator, _stop
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
 
@@ -150,3 +150,30 @@ def test_fixing_a_missing_tag_is_picked_up_at_once(
     assert op.get("deployment", "fixme-web", app_ns) is None  # nothing half-made
     op.apply(in_ns(app("fixme", f"{registry_plain.host}/e2e/fixme:v1"), app_ns))
     op.wait_for("Ready after the fix", lambda: ready(op, "fixme", app_ns), timeout=20)
+
+
+def test_apps_carry_no_finalizer_so_deletion_never_waits_for_the_operator(
+    solo_operator: SoloOperator, registry_plain: RegistryServer
+) -> None:
+    # S15: deleting an App (or its namespace, or the CRD at uninstall) must not hang when the operator is gone.
+    op, ns = solo_operator({})
+    push_image(registry_plain, "e2e/final", "v1", STANDARD_IMAGES["single-port"])
+    for name in ("kept", "gone"):
+        op.apply(in_ns(app(name, f"{registry_plain.host}/e2e/final:v1", memory="64M"), ns))
+    for name in ("kept", "gone"):
+        op.wait_for(f"{name} Ready", lambda name=name: ready(op, name, ns))
+        assert not (op.get("app", name, ns) or {})["metadata"].get("finalizers")
+
+    # Foreground deletion (Argo CD's prune default): the children go first while the App still exists; the
+    # operator must not apply them again.
+    deleted = op.cluster.kubectl(
+        "delete", "app", "kept", "-n", ns, "--cascade=foreground", "--timeout=60s", check=False
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    assert op.get("app", "kept", ns) is None
+    assert op.get("deployment", "kept-web", ns) is None
+
+    _stop(op)  # the operator is gone (uninstalled, crashed): deleting still completes
+    deleted = op.cluster.kubectl("delete", "app", "gone", "-n", ns, "--timeout=30s", check=False)
+    assert deleted.returncode == 0, deleted.stderr
+    assert op.get("app", "gone", ns) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -43,13 +44,17 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     kube = Kube(http_client(load_configuration()))
     registry = RegistryClient(config, on_request=metrics.registry_request)
-    _state.update(kube=kube, registry=registry, reconciler=Reconciler(kube, registry, config))
+    reconciler = Reconciler(kube, registry, config)
+    _state.update(kube=kube, registry=registry, reconciler=reconciler)
+    _state["safety_net"] = asyncio.create_task(safety_net(reconciler), name="wharf safety net")
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     log.info("wharf started; metrics on :%d", config.metrics_port)
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    if "safety_net" in _state:
+        _state["safety_net"].cancel()
     if "registry" in _state:
         await _state["registry"].aclose()
     if "kube" in _state:
@@ -72,9 +77,17 @@ async def deleted(namespace: str | None, name: str, **_: Any) -> None:
     _reconciler().forget(namespace or "", name)
 
 
-@kopf.timer(*APP, interval=SAFETY_NET_SECONDS, idle=SAFETY_NET_SECONDS)
-async def safety_net(namespace: str | None, name: str, **_: Any) -> None:
-    await _reconciler().refresh(namespace or "", name)
+async def safety_net(reconciler: Reconciler) -> None:
+    """Every SAFETY_NET_SECONDS, refresh each App this operator has reconciled: fixes made where wharf does not
+    watch (a Secret, a tag pushed again) are noticed. One task, not a kopf timer: a kopf timer puts a finalizer on
+    every App, which would block deleting Apps, their namespaces and the CRD whenever the operator is not running."""
+    while True:
+        await asyncio.sleep(SAFETY_NET_SECONDS)
+        for namespace, name in reconciler.known():
+            try:
+                await reconciler.refresh(namespace, name)
+            except Exception:  # one App's trouble must not stop the others' refresh
+                log.exception("safety-net refresh of %s/%s failed", namespace, name)
 
 
 @kopf.on.event("", "v1", "pods", labels={APP_LABEL: kopf.PRESENT})

@@ -145,6 +145,10 @@ class Reconciler:
             if fresh is not None:
                 await self._reconcile(fresh)
 
+    def known(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every App reconciled and not deleted since."""
+        return list(self._ready)
+
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
         self._ready.pop((namespace, name), None)
@@ -166,6 +170,10 @@ class Reconciler:
     async def _reconcile_once(self, body: dict[str, Any]) -> str:
         meta = body["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
+        if meta.get("deletionTimestamp"):
+            # Being deleted: the garbage collector removes what the App owns (in foreground deletion, before the
+            # App goes); applying now would create it again.
+            return "deleting"
         previous = AppStatus.model_validate(body.get("status") or {})
         try:
             app = App.from_resource(body)
