@@ -7,8 +7,8 @@
 --   Stalled=True                            -> Degraded    (cannot progress without someone changing something)
 --   Ready=False with a permanent reason     -> Degraded    (bad reference, image pull failure, crash loop, ...)
 --   Reconciling=True                        -> Progressing (rolling out)
+--   Ready=True, reason Stopped              -> Suspended   (state: STOPPED runs zero instances on purpose)
 --   Ready=True                              -> Healthy
---   Ready=False, reason Stopped             -> Suspended   (state: STOPPED runs zero instances on purpose)
 --   anything else (Starting, RegistryUnavailable, no status yet) -> Progressing
 -- The message is the Ready condition's (the Stalled one's when only that explains).
 
@@ -93,15 +93,15 @@ if reconciling ~= nil and reconciling.status == "True" then
   return hs
 end
 
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = text(ready, "Ready")
+if ready ~= nil and ready.status == "True" and ready.reason == "Stopped" then
+  hs.status = "Suspended"
+  hs.message = text(ready, "Stopped")
   return hs
 end
 
-if ready ~= nil and ready.status == "False" and ready.reason == "Stopped" then
-  hs.status = "Suspended"
-  hs.message = text(ready, "Stopped")
+if ready ~= nil and ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = text(ready, "Ready")
   return hs
 end
 

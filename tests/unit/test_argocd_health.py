@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from render_support import make_app, render_ok
+
+from wharf.api.app import AppStatus
+from wharf.status.compute import Observation, ProcessObservation, compute
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "argocd" / "health.lua"
@@ -168,8 +172,22 @@ def test_degraded_when_ready_false_for_a_permanent_reason(reason: str) -> None:
 
 
 def test_suspended_when_stopped() -> None:
-    obj = app(5, 5, cond("Ready", "False", "Stopped", "state is STOPPED: 0 instances", observed=5))
-    assert health(obj) == ("Suspended", "state is STOPPED: 0 instances")
+    # S15: the status the operator writes for a STOPPED App that has scaled to zero (wharf.status.compute)
+    stopped = make_app({"instances": 2}, generation=5, state="STOPPED")
+    status = compute(
+        stopped,
+        AppStatus(),
+        now="2026-01-01T00:00:00Z",
+        resolution=None,
+        rendered=render_ok(stopped),
+        blocked=None,
+        observation=Observation(
+            processes=[ProcessObservation("web", desired=0, ready=0, available=0, updated=0, rolled_out=True)]
+        ),
+    )
+    obj = app(5, 5)
+    obj["status"] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert health(obj) == ("Suspended", "stopped: no instances run (state STOPPED)")
 
 
 def test_status_observed_generation_is_the_fallback() -> None:
