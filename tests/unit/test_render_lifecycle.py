@@ -173,3 +173,13 @@ def test_the_cf_name_becomes_a_valid_label_value(cf_name: str, label: str) -> No
     for obj in rendered.objects:
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == label
     assert re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", label)
+
+
+def test_no_object_carries_argo_cds_tracking_label() -> None:
+    # GitOps: `app.kubernetes.io/instance` is Argo CD's default tracking label; on wharf's objects it would make an
+    # Argo CD Application of the App's name claim them, show them OutOfSync and prune them.
+    rendered = render_ok(make_app(EVERYTHING), settings=Settings(routing=Routing.INGRESS))
+    for obj in rendered.objects:
+        assert "app.kubernetes.io/instance" not in obj["metadata"]["labels"], obj["kind"]
+    for obj in of_kind(rendered, "Deployment"):
+        assert "app.kubernetes.io/instance" not in obj["spec"]["template"]["metadata"]["labels"]

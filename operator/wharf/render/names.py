@@ -57,12 +57,13 @@ def labels(app: App, process_type: str | None = None) -> dict[str, str]:
     user = dict(app.spec.manifest.metadata.labels) if app.spec.manifest.metadata else {}
     ours = {
         "app.kubernetes.io/name": label_value(app.app_name),
-        "app.kubernetes.io/instance": app.name,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         APP_LABEL: app.name,
     }
     if process_type is not None:
         ours[PROCESS_LABEL] = process_type
+    # No `app.kubernetes.io/instance`: it is Argo CD's default tracking label, so an Argo CD Application named like
+    # the App would count these objects as its own, show them OutOfSync and prune them.
     return {**user, **ours}  # ours win: selectors and ownership must not be overridden by manifest metadata
 
 
