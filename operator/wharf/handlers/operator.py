@@ -34,14 +34,23 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    config = Settings.from_env()
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for wharf."""
     # kopf's bookkeeping goes to annotations, never into the user's status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wharf.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="wharf.dev")
     settings.posting.enabled = False  # wharf posts its own Events, only for meaningful transitions
     settings.watching.server_timeout = 300
+    # The apiserver sends only wharf's pods and Deployments; the handlers' `labels=` filters alone would have every
+    # pod and Deployment of the cluster streamed to and decoded by the operator.
+    settings.watching.label_selectors["v1", "pods"] = APP_LABEL
+    settings.watching.label_selectors["apps", "v1", "deployments"] = APP_LABEL
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = Settings.from_env()
+    configure(settings)
     kube = Kube(http_client(load_configuration()))
     registry = RegistryClient(config, on_request=metrics.registry_request)
     reconciler = Reconciler(kube, registry, config)
