@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from typing import Any
 
 import httpx
@@ -547,3 +548,47 @@ def test_status_of_a_new_image_keeps_nothing_of_the_old_one(
     )
     assert numeric["status"]["runAsNote"] == "image USER 1001"  # the root image's note does not outlive it
     assert numeric["status"]["image"]["cmd"] == ["/app/server"]
+
+
+def _watched(stream: str) -> list[dict[str, Any]]:
+    """The objects of a `kubectl get --watch -o json` stream (JSON documents one after another)."""
+    decoder, objects, at = json.JSONDecoder(), [], 0
+    while (at := stream.find("{", at)) != -1:
+        obj, at = decoder.raw_decode(stream, at)
+        objects.append(obj)
+    return objects
+
+
+def test_a_new_app_is_in_progress_before_the_registry_answers(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    # kstatus: an App with no status at all reads as Current, so Flux's `wait` and `kubectl wait` could pass before
+    # wharf looked at it. The first status written says InProgress (Reconciling, observedGeneration) at once.
+    op = wharf_operator
+    push_image(registry_plain, "status/first", "v1", STANDARD_IMAGES["single-port"])
+    cp = op.cluster.control_plane
+    command = [
+        str(cp.kubectl_path),
+        f"--kubeconfig={cp.kubeconfig}",
+        "get",
+        "apps",
+        "-n",
+        app_ns,
+        "--watch",
+        "-o",
+        "json",
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as watch:
+        try:
+            op.apply(app("first", app_ns, f"{registry_plain.host}/status/first:v1", memory="64M"))
+            wait_ready(op, "first", app_ns, "1/1")
+        finally:
+            watch.terminate()
+        stream, _ = watch.communicate(timeout=10)
+    with_status = [o for o in _watched(stream) if (o.get("status") or {}).get("conditions")]
+    assert with_status, stream
+    first = with_status[0]
+    assert kstatus(first) == "InProgress"
+    assert first["status"]["observedGeneration"] == first["metadata"]["generation"]
+    assert conditions(first)["Reconciling"]["status"] == "True"
+    assert "image" not in first["status"]  # written before the registry was asked

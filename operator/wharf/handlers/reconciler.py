@@ -198,6 +198,10 @@ class Reconciler:
             await self._report(app, previous, Blocked(Reason.INVALID_REFERENCE, str(error)), None, None, None)
             return "invalid"
 
+        if previous.observed_generation is None:
+            # A new App: say "in progress" before the registry round trip. With no status at all, kstatus (Flux's
+            # `wait`, kubectl wait) would count the App as current before wharf has looked at it.
+            previous = await self._report(app, previous, None, None, None, None)
         resolution, password = await self._resolve(app, reference, previous)
         if resolution.image is None:
             await self._report(app, previous, None, resolution, None, None)
@@ -330,7 +334,7 @@ class Reconciler:
         resolution: Resolution | None,
         rendered: Rendered | None,
         observation: Observation | None,
-    ) -> None:
+    ) -> AppStatus:
         status = compute(
             app,
             previous,
@@ -350,6 +354,7 @@ class Reconciler:
         self._count_ready()
         for event in transitions(previous, status):
             await self._event(app, event)
+        return status
 
     async def _event(self, app: App, event: EventRecord) -> None:
         try:
