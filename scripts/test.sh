@@ -13,7 +13,12 @@ echo "== static checks"
 .venv/bin/lint-imports
 
 echo "== tests"
-.venv/bin/pytest tests -p no:cacheprovider "$@"
+if [ "$#" -gt 0 ]; then
+  # A narrowed run (`scripts/test.sh tests/unit -q`): those tests only, without the end-to-end run.
+  .venv/bin/pytest -p no:cacheprovider "$@"
+  exit
+fi
+.venv/bin/pytest tests -p no:cacheprovider
 
 echo "== the README's run command"
 bash scripts/run-local.sh --check
