@@ -5,7 +5,8 @@ together with the code (and test) that needs it.
 
 Server-side apply: a PATCH of type apply that creates the object is authorized as `patch` AND `create`
 (kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply), so every kind the operator applies
-needs both. `update` is never used (wharf and kopf only patch).
+needs both. No request is an `update` (wharf and kopf only patch); `update` on apps/finalizers is an admission
+check's, not a request's (below).
 
 Objects the operator creates carry an ownerReference to their App, so the garbage collector deletes them with
 the App (S15); `delete` is there only for pruning what an App no longer asks for (a process type or a route
@@ -23,6 +24,13 @@ removed from the manifest), which is also why those kinds need `list`.
 - apiGroups: [wharf.dev]
   resources: [apps/status]
   verbs: [patch]
+# The owner references wharf sets say blockOwnerDeletion: true (the App's foreground deletion waits for them).
+# Where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift enables it by default), setting
+# that needs `update` on the owner's finalizers subresource: without this rule every apply is refused. No
+# request uses it; the plugin asks the authorizer.
+- apiGroups: [wharf.dev]
+  resources: [apps/finalizers]
+  verbs: [update]
 # One Deployment per process type (S4), server-side applied; watched for InstancesAvailable.
 - apiGroups: [apps]
   resources: [deployments]
