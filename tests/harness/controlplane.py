@@ -262,6 +262,9 @@ class ControlPlane:
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={ca.cert}",
                 "--authorization-mode=Node,RBAC",
+                # Added to the default-enabled plugins, as OpenShift runs it: setting an owner reference's
+                # blockOwnerDeletion needs `update` on the owner's finalizers (the chart's RBAC must grant it).
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",

@@ -177,3 +177,102 @@ def test_apps_carry_no_finalizer_so_deletion_never_waits_for_the_operator(
     deleted = op.cluster.kubectl("delete", "app", "gone", "-n", ns, "--timeout=30s", check=False)
     assert deleted.returncode == 0, deleted.stderr
     assert op.get("app", "gone", ns) is None
+
+
+def test_scale_subresource_has_the_web_selector_and_an_hpa_scales_the_app(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    # S4, S15: autoscaling targets the App (the source of truth), through its scale subresource; an HPA on the
+    # Deployment would be undone by the next reconcile, as a hand edit is above.
+    op = wharf_operator
+    push_image(registry_plain, "e2e/auto", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/e2e/auto:v1"
+    worker = {"type": "worker", "instances": 1, "command": "./work"}
+    op.apply(in_ns(app("auto", image, instances=1, processes=[worker]), app_ns))
+    op.wait_for("App Ready", lambda: ready(op, "auto", app_ns))
+
+    def scale() -> dict[str, Any]:
+        raw = op.cluster.kubectl("get", "--raw", f"/apis/wharf.dev/v1alpha1/namespaces/{app_ns}/apps/auto/scale")
+        found: dict[str, Any] = json.loads(raw.stdout)
+        return found
+
+    def pods(selector: str) -> list[str]:
+        out = op.cluster.kubectl("get", "pods", "-n", app_ns, "-l", selector, "-o", "json").stdout
+        return sorted(
+            p["metadata"]["name"]
+            for p in json.loads(out)["items"]
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        )
+
+    # The scale's selector is the web Deployment's: it picks the web pods, not the worker's.
+    selector = "wharf.dev/app=auto,wharf.dev/process-type=web"
+    assert scale()["status"]["selector"] == selector
+    assert scale()["spec"]["replicas"] == 1
+    web = op.get("deployment", "auto-web", app_ns) or {}
+    assert web["spec"]["selector"]["matchLabels"] == {"wharf.dev/app": "auto", "wharf.dev/process-type": "web"}
+    op.wait_for("a web pod and a worker pod", lambda: len(pods("wharf.dev/app=auto")) == 2)
+    selected = pods(selector)
+    assert len(selected) == 1
+    assert selected[0].startswith("auto-web-")
+
+    # kubectl scale still goes through the same subresource.
+    op.cluster.kubectl("scale", "app", "auto", "-n", app_ns, "--replicas", "3")
+    op.wait_for(
+        "3 web replicas", lambda: (op.get("deployment", "auto-web", app_ns) or {}).get("spec", {}).get("replicas") == 3
+    )
+    op.wait_for("3 selected pods", lambda: len(pods(selector)) == 3, timeout=90)
+    op.wait_for("the scale reports 3 ready", lambda: scale()["status"].get("replicas") == 3)
+    assert scale()["status"]["selector"] == selector
+
+    # A HorizontalPodAutoscaler on the App: the apiserver takes it, the HPA controller reads the scale and its
+    # selector. No metrics API here, so it then fails to get CPU metrics - a step it only reaches with a selector
+    # (without one: ScalingActive False, InvalidSelector, "selector is required").
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "auto", "namespace": app_ns},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "wharf.dev/v1alpha1", "kind": "App", "name": "auto"},
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ],
+        },
+    }
+    op.apply(hpa)
+
+    def hpa_conditions() -> dict[str, dict[str, Any]]:
+        found = op.get("hpa", "auto", app_ns) or {}
+        return {c["type"]: c for c in (found.get("status") or {}).get("conditions", [])}
+
+    def read_the_selector() -> dict[str, dict[str, Any]] | None:
+        conditions = hpa_conditions()
+        active = conditions.get("ScalingActive", {})
+        return conditions if active.get("reason") and active.get("reason") != "InvalidSelector" else None
+
+    conditions = op.wait_for("the HPA to read the App's scale", read_the_selector, timeout=90)
+    assert (conditions["AbleToScale"]["status"], conditions["AbleToScale"]["reason"]) == ("True", "SucceededGetScale")
+    assert (conditions["ScalingActive"]["status"], conditions["ScalingActive"]["reason"]) == (
+        "False",
+        "FailedGetResourceMetric",
+    )
+    assert (op.get("hpa", "auto", app_ns) or {})["status"]["currentReplicas"] == 3
+
+    # The HPA scales the App (below minReplicas needs no metrics), and wharf follows the App.
+    op.cluster.kubectl(
+        "patch", "hpa", "auto", "-n", app_ns, "--type=merge", "-p", json.dumps({"spec": {"minReplicas": 4}})
+    )
+    op.wait_for(
+        "the HPA to set instances: 4",
+        lambda: (op.get("app", "auto", app_ns) or {})["spec"]["manifest"].get("instances") == 4,
+        timeout=90,
+    )
+    op.wait_for(
+        "4 web replicas", lambda: (op.get("deployment", "auto-web", app_ns) or {}).get("spec", {}).get("replicas") == 4
+    )
+    op.wait_for("4 selected pods", lambda: len(pods(selector)) == 4, timeout=90)
+    assert (op.get("deployment", "auto-worker", app_ns) or {})["spec"]["replicas"] == 1

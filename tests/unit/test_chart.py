@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
+from render_support import make_app
 
 from harness.restricted import restricted_violations as pss_restricted_violations
+from wharf.api.app import GROUP, PLURAL
 from wharf.config import Settings
+from wharf.render.names import owner_reference
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "wharf"
@@ -182,10 +185,11 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
     assert namespaced == {
         ("wharf.dev", "apps", frozenset({"get", "list", "watch", "patch"})),
         ("wharf.dev", "apps/status", frozenset({"patch"})),
-        ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
-        ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+        ("wharf.dev", "apps/finalizers", frozenset({"update"})),
+        ("apps", "deployments", frozenset({"list", "watch", "create", "patch", "delete"})),
+        ("", "services", frozenset({"list", "create", "patch", "delete"})),
         ("", "secrets", frozenset({"get", "create", "patch", "delete"})),
-        ("", "events", frozenset({"create", "patch"})),
+        ("", "events", frozenset({"create"})),
         ("", "pods", frozenset({"list", "watch"})),
     }
     cluster = rules_of(one(docs, "ClusterRole", "wharf-cluster"))
@@ -194,12 +198,29 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
     for binding in find(docs, "ClusterRoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "wharf", "namespace": NAMESPACE}]
         assert binding["roleRef"]["name"] == binding["metadata"]["name"]
-    # Nothing the operator never does: no update, no wildcards, no escalation verbs.
+    # Nothing the operator never does: no update (but the finalizers' the admission check asks for), no
+    # wildcards, no escalation verbs.
     for role in find(docs, "ClusterRole"):
         for rule in role["rules"]:
-            assert not {"*", "update", "escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            assert not {"*", "escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            if "update" in rule["verbs"]:
+                assert (rule["apiGroups"], rule["resources"], rule["verbs"]) == (
+                    ["wharf.dev"],
+                    ["apps/finalizers"],
+                    ["update"],
+                )
             assert "*" not in rule["resources"]
             assert "*" not in rule["apiGroups"]
+
+
+def test_the_finalizers_rule_is_there_because_owner_references_block_owner_deletion() -> None:
+    """OwnerReferencesPermissionEnforcement (OpenShift's default) lets only who may update the owner's finalizers
+    set blockOwnerDeletion: the rule goes with the owner references wharf writes, in every watch mode."""
+    assert owner_reference(make_app())["blockOwnerDeletion"] is True
+    wanted = (GROUP, f"{PLURAL}/finalizers", frozenset({"update"}))
+    assert wanted in rules_of(one(template(), "ClusterRole", "wharf"))
+    for role in find(template(VARIANTS["namespaced"]), "Role"):
+        assert wanted in rules_of(role)
 
 
 def test_watch_namespaces_list_gives_roles_not_cluster_roles() -> None:
@@ -265,14 +286,12 @@ def test_routing_rules_only_for_the_chosen_mode() -> None:
         resources = resources_of(one(docs, "ClusterRole", "wharf"))
         assert ("ingresses" in resources) == (mode == "ingress"), mode
         assert ("httproutes" in resources) == (mode == "gateway"), mode
-    assert ("networking.k8s.io", "ingresses", frozenset({"get", "list", "watch", "create", "patch", "delete"})) in (
+    assert ("networking.k8s.io", "ingresses", frozenset({"list", "create", "patch", "delete"})) in (
         rules_of(one(by_mode["ingress"], "ClusterRole", "wharf"))
     )
-    assert (
-        "gateway.networking.k8s.io",
-        "httproutes",
-        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
-    ) in (rules_of(one(by_mode["gateway"], "ClusterRole", "wharf")))
+    assert ("gateway.networking.k8s.io", "httproutes", frozenset({"list", "create", "patch", "delete"})) in (
+        rules_of(one(by_mode["gateway"], "ClusterRole", "wharf"))
+    )
     env = env_of(by_mode["gateway"])
     assert (env["WHARF_ROUTING"], env["WHARF_GATEWAY_NAME"], env["WHARF_GATEWAY_NAMESPACE"]) == (
         "gateway",

@@ -258,6 +258,24 @@ def test_crd_status_covers_the_status_model() -> None:
     assert aliases <= set(status)
 
 
+def test_scale_subresource_paths_are_fields_the_model_has() -> None:
+    # S4: `kubectl scale` and a HorizontalPodAutoscaler read and write the App through these paths; the HPA
+    # refuses a scale without a selector ("selector is required").
+    from wharf.api.app import AppStatus
+    from wharf.api.manifest import Manifest
+
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    scale = crd["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.manifest.instances",
+        "statusReplicasPath": ".status.readyInstances",
+        "labelSelectorPath": ".status.selector",
+    }
+    assert "instances" in Manifest.model_fields
+    status_fields = {(f.alias or name): f for name, f in AppStatus.model_fields.items()}
+    assert {"readyInstances", "selector"} <= set(status_fields)
+
+
 def test_route_pattern_is_the_models() -> None:
     # S11: the apiserver and the operator refuse the same route strings.
     from wharf.api.manifest import ROUTE_PATTERN

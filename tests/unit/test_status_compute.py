@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from render_support import DIGEST, make_app, make_facts, render_ok
+from render_support import DIGEST, deployment, make_app, make_facts, render_ok
 
 from wharf.api.app import App, AppStatus, ResolvedImage
 from wharf.api.conditions import ConditionType, Reason
@@ -287,6 +287,28 @@ def test_stopped_is_ready_with_reason_stopped() -> None:
     status = _run(app, resolution=Resolution(IMAGE), rendered=render_ok(app), observation=_obs(desired=0, available=0))
     assert _cond(status, ConditionType.READY) == ("True", "Stopped")
     assert kstatus(3, status) == "Current"
+
+
+def test_selector_is_the_web_pods_selector_in_every_outcome() -> None:
+    """S4, S15: the scale subresource's labelSelectorPath (.status.selector) names the web pods and only them, from
+    the first visit on, so a HorizontalPodAutoscaler targeting the App can find them whatever the App's state."""
+    app = make_app({"instances": 2, "processes": [{"type": "worker", "instances": 1}]}, generation=3)
+    rendered = render_ok(app)
+    web, worker = deployment(rendered, "web"), deployment(rendered, "worker")
+    outcomes = [
+        _run(app),
+        _run(app, resolution=Resolution(IMAGE), rendered=rendered, observation=_obs()),
+        _run(app, resolution=Resolution(IMAGE), blocked=Blocked(Reason.NO_START_COMMAND, "cannot run")),
+        _run(app, resolution=Resolution(None, Reason.REGISTRY_UNAVAILABLE, "unreachable", transient=True)),
+    ]
+    for status in outcomes:
+        assert status.selector == "wharf.dev/app=shop,wharf.dev/process-type=web"
+        wanted = dict(term.split("=", 1) for term in status.selector.split(","))
+        assert wanted == web["spec"]["selector"]["matchLabels"]
+        assert wanted.items() <= web["spec"]["template"]["metadata"]["labels"].items()
+        assert not wanted.items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+        dumped = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        assert dumped["selector"] == status.selector  # what the status patch writes
 
 
 def test_all_six_conditions_on_the_first_visit() -> None:

@@ -114,6 +114,9 @@ class AppStatus(BaseModel):
     run_as_note: str | None = Field(default=None, alias="runAsNote")  # S7: why that uid, said plainly
     instances: str | None = None
     ready_instances: int | None = Field(default=None, alias="readyInstances")
+    # The web pods' label selector: the scale subresource's labelSelectorPath, which a HorizontalPodAutoscaler
+    # targeting the App needs ("selector is required" without it).
+    selector: str | None = None
     processes: list[ProcessStatus] = Field(default_factory=list)
     routes: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)

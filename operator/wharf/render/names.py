@@ -47,6 +47,12 @@ def selector(app: App, process_type: str) -> dict[str, str]:
     return {APP_LABEL: app.name, PROCESS_LABEL: process_type}
 
 
+def label_selector(app: App, process_type: str) -> str:
+    """`selector` as a label-selector string (`k=v,k=v`), the form a scale subresource reports: a
+    HorizontalPodAutoscaler targeting the App reads it to find the pods whose metrics it averages."""
+    return ",".join(f"{key}={value}" for key, value in selector(app, process_type).items())
+
+
 def label_value(text: str) -> str:
     """`text` as a label value (63 letters, digits, '-', '_', '.', alphanumeric at both ends): a CF app name may
     hold spaces and other characters (`My Shop!`), which become '-'."""

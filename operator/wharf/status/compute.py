@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from wharf.api.app import BUILDPACK_UNKNOWN, App, AppStatus, ProcessStatus, ResolvedImage, State
 from wharf.api.conditions import Condition, ConditionType, Reason
+from wharf.render.names import label_selector
+from wharf.render.processes import WEB
 from wharf.render.workload import Rendered
 from wharf.status.conditions import find, merge
 from wharf.status.pulls import FAILED_TO_CREATE, ContainerProblem
@@ -206,7 +208,7 @@ def compute(
             gen,
         ),
     ]
-    web = next((p for p in processes if p.type == "web"), None)
+    web = next((p for p in processes if p.type == WEB), None)
     return AppStatus(
         observed_generation=gen,
         conditions=merge(previous.conditions, conditions, now),
@@ -218,6 +220,7 @@ def compute(
         run_as_note=rendered.run_as.note if rendered else previous.run_as_note,
         instances=f"{web.ready}/{web.desired}" if web else previous.instances,
         ready_instances=web.ready if web else previous.ready_instances,
+        selector=label_selector(app, WEB),  # a function of the name alone: set from the first visit on
         processes=[
             ProcessStatus(type=p.type, desired=p.desired, ready=p.ready, available=p.available) for p in processes
         ]

@@ -5,11 +5,13 @@ together with the code (and test) that needs it.
 
 Server-side apply: a PATCH of type apply that creates the object is authorized as `patch` AND `create`
 (kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply), so every kind the operator applies
-needs both. `update` is never used (wharf and kopf only patch).
+needs both. No request is an `update` (wharf and kopf only patch); `update` on apps/finalizers is an admission
+check's, not a request's (below).
 
 Objects the operator creates carry an ownerReference to their App, so the garbage collector deletes them with
 the App (S15); `delete` is there only for pruning what an App no longer asks for (a process type or a route
-removed from the manifest), which is also why those kinds need `list`.
+removed from the manifest), which is also why those kinds need `list`. `get` and `watch` only where something
+reads by name or watches (kopf's watches: Apps, Deployments, Pods - handlers/operator.py).
 */}}
 
 {{/* Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role per namespace. */}}
@@ -23,14 +25,23 @@ removed from the manifest), which is also why those kinds need `list`.
 - apiGroups: [wharf.dev]
   resources: [apps/status]
   verbs: [patch]
-# One Deployment per process type (S4), server-side applied; watched for InstancesAvailable.
+# The owner references wharf sets say blockOwnerDeletion: true (the App's foreground deletion waits for them).
+# Where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift enables it by default), setting
+# that needs `update` on the owner's finalizers subresource: without this rule every apply is refused. No
+# request uses it; the plugin asks the authorizer.
+- apiGroups: [wharf.dev]
+  resources: [apps/finalizers]
+  verbs: [update]
+# One Deployment per process type (S4), server-side applied. kopf lists and watches them (a status change or a
+# hand edit refreshes the App); the reconcile lists them for InstancesAvailable and to prune. Never read by name.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
-# The web process's Service (S4), server-side applied; pruned when `web` goes away.
+  verbs: [list, watch, create, patch, delete]
+# The web process's Service (S4), server-side applied; listed to prune it when `web` goes away. Never read by
+# name, never watched.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, create, patch, delete]
 # `get`: the user-named Secrets (S1: the registry password; S8: bound services; image pull secrets).
 # `create`/`patch`: the Secrets the operator derives for the pods (`<app>-registry`, `<app>-vcap-services`),
 # applied; `delete`: one of them once the App no longer asks for it (read by name first, deleted only if owned).
@@ -38,27 +49,29 @@ removed from the manifest), which is also why those kinds need `list`.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch, delete]
-# Events on Apps: kopf's handler progress and wharf's own (ignored manifest keys S2, pull failures S14).
-# `patch` lets repeated events be counted instead of duplicated.
+# Events on Apps: wharf's own, one POST per meaningful transition (ignored manifest keys S2, pull failures S14).
+# kopf's event posting is turned off (handlers/operator.py), and neither ever patches an Event to count repeats.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # Pods, read-only: image pull failures and crash loops are reported within seconds (S14) from the
 # containers' waiting reasons, not after a Deployment's 10-minute progress deadline.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
 {{- if eq .Values.routing.mode "ingress" }}
-# routing.mode=ingress: manifest routes become Ingresses (S11), applied and pruned.
+# routing.mode=ingress: manifest routes become Ingresses (S11), applied; listed to prune. Never read by name,
+# never watched.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, create, patch, delete]
 {{- end }}
 {{- if eq .Values.routing.mode "gateway" }}
-# routing.mode=gateway: manifest routes become Gateway API HTTPRoutes (S11), applied and pruned.
+# routing.mode=gateway: manifest routes become Gateway API HTTPRoutes (S11), applied; listed to prune. Never
+# read by name, never watched.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, create, patch, delete]
 {{- end }}
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
 # peering.enabled with a namespace list: kopf keeps its keep-alive in a KopfPeering per watched namespace.
