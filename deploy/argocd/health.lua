@@ -5,8 +5,8 @@
 --
 --   spec change not yet observed            -> Progressing (the conditions describe an older spec)
 --   Stalled=True                            -> Degraded    (cannot progress without someone changing something)
---   Ready=False with a permanent reason     -> Degraded    (bad reference, image pull failure, crash loop, ...)
---   Reconciling=True                        -> Progressing (rolling out)
+--   Ready=False with a permanent reason     -> Degraded    (bad reference, image pull failure, crash loop, quota, ...)
+--   Reconciling=True                        -> Progressing (rolling out, or waiting for a node with room)
 --   Ready=True, reason Stopped              -> Suspended   (state: STOPPED runs zero instances on purpose)
 --   Ready=True                              -> Healthy
 --   anything else (Starting, RegistryUnavailable, no status yet) -> Progressing
@@ -14,7 +14,9 @@
 
 -- Ready reasons that will not clear on their own: each needs the App, its Secret, the image or the cluster
 -- admin's settings to change. RegistryUnavailable and RateLimited are absent on purpose: they recover when the
--- registry does (S14).
+-- registry does (S14). So are Unschedulable (nodes may be added, by a cluster autoscaler too; a rollout that never
+-- finds room passes its progress deadline and the App turns Stalled) and InstancesNotCreated (the ReplicaSet
+-- controller retries a refusal that clears by itself).
 local permanent = {
   ImagePullFailed = true,
   ImageNotFound = true,
@@ -30,6 +32,8 @@ local permanent = {
   InvalidSpec = true,
   NoStartCommand = true,
   RootUserRefused = true,
+  InstancesForbidden = true,
+  ProgressDeadlineExceeded = true,
 }
 
 local hs = { status = "Progressing", message = "Waiting for the wharf operator to report status" }

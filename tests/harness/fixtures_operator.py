@@ -131,6 +131,9 @@ def launch(
         [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}", *args],
         env={
             **os.environ,
+            # The package of this checkout, not whichever one the venv's editable install points at (a git
+            # worktree shares the main checkout's venv): the operator under test is the code the tests sit beside.
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
             **env,
             "WHARF_METRICS_PORT": str(metrics_port),

@@ -592,3 +592,145 @@ def test_a_new_app_is_in_progress_before_the_registry_answers(
     assert first["status"]["observedGeneration"] == first["metadata"]["generation"]
     assert conditions(first)["Reconciling"]["status"] == "True"
     assert "image" not in first["status"]  # written before the registry was asked
+
+
+# -- instances that cannot be created or scheduled ------------------------------------------------------------
+def ready_reason(op: Operator, name: str, ns: str, reason: str) -> Any:
+    def check() -> dict[str, Any] | None:
+        obj = op.get("app", name, ns)
+        ready = conditions(obj).get("Ready", {})
+        return obj if ready.get("status") == "False" and ready.get("reason") == reason else None
+
+    return check
+
+
+def warning_reasons(op: Operator, name: str, ns: str) -> list[str]:
+    return [e["reason"] for e in app_events(op, name, ns) if e["type"] == "Warning"]
+
+
+def test_a_resource_quota_refusing_the_instances_is_stalled_with_its_message_and_heals_when_lifted(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods", "namespace": app_ns},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    op.apply(quota)
+    # Admission says `exceeded quota` once the quota controller has counted the namespace's usage.
+    op.wait_for(
+        "the quota counted",
+        lambda: ((op.get("resourcequota", "no-pods", app_ns) or {}).get("status") or {}).get("used"),
+        timeout=30,
+    )
+    push_image(registry_plain, "status/quota", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("quota", app_ns, f"{registry_plain.host}/status/quota:v1"))
+
+    refused = op.wait_for("Ready False InstancesForbidden", ready_reason(op, "quota", app_ns, "InstancesForbidden"))
+    conds = conditions(refused)
+    message = conds["Ready"]["message"]
+    # The apiserver's words, as the Deployment controller copied them from the ReplicaSet, and what to change.
+    deployment = op.get("deployment", "quota-web", app_ns)
+    assert deployment is not None
+    failure = next(c for c in deployment["status"]["conditions"] if c["type"] == "ReplicaFailure")
+    assert (failure["status"], failure["reason"]) == ("True", "FailedCreate")
+    assert "exceeded quota: no-pods" in failure["message"], failure
+    assert failure["message"] in message
+    assert "raise the namespace's ResourceQuota no-pods or lower the App's instances, memory or disk_quota" in message
+    # Only someone can help: Stalled, which kstatus (Flux) calls Failed and the Argo CD script Degraded.
+    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "InstancesForbidden")
+    assert conds["Reconciling"]["status"] == "False"
+    assert kstatus(refused) == "Failed"
+    assert_kstatus_consistent(refused)
+    assert not pods(op, "quota", app_ns)
+    op.wait_for(
+        "a Warning event InstancesForbidden",
+        lambda: "InstancesForbidden" in warning_reasons(op, "quota", app_ns),
+        timeout=10,
+    )
+    # A new quota's usage may not be counted at the very first try (`status unknown for quota`): retried, not more.
+    assert set(warning_reasons(op, "quota", app_ns)) <= {"InstancesNotCreated", "InstancesForbidden"}
+    assert warning_reasons(op, "quota", app_ns).count("InstancesForbidden") == 1
+
+    # The quota is lifted: nobody touches the App, the ReplicaSet controller's retry creates the pod, Ready.
+    op.cluster.kubectl("delete", "resourcequota", "no-pods", "-n", app_ns)
+    healed = wait_ready(op, "quota", app_ns, "1/1", timeout=90)
+    assert kstatus(healed) == "Current"
+    assert_kstatus_consistent(healed)
+    assert all(running(p) for p in pods(op, "quota", app_ns))
+
+
+def test_more_memory_than_any_node_has_is_unschedulable_stalls_at_the_progress_deadline_and_heals(
+    wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
+) -> None:
+    op = wharf_operator
+    image = f"{registry_plain.host}/status/big:v1"
+    push_image(registry_plain, "status/big", "v1", STANDARD_IMAGES["single-port"])
+    # The fake nodes have 1Ti of memory (tests/harness/kwok-stages.yaml).
+    op.apply(app("big", app_ns, image, memory="2T"))
+
+    waiting = op.wait_for("Ready False Unschedulable", ready_reason(op, "big", app_ns, "Unschedulable"))
+    conds = conditions(waiting)
+    message = conds["Ready"]["message"]
+    (pending,) = pods(op, "big", app_ns)
+    scheduled = next(c for c in pending["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert "Insufficient memory" in scheduled["message"], scheduled
+    assert message.startswith(f"web instances cannot be scheduled: {scheduled['message']}"), message
+    assert f"(pod {pending['metadata']['name']})" in message
+    assert "lower the App's memory, or add nodes with more room" in message
+    # Nodes may come (a cluster autoscaler): waiting, InProgress for kstatus, Progressing for Argo CD.
+    assert (conds["Reconciling"]["status"], conds["Reconciling"]["reason"]) == ("True", "Unschedulable")
+    assert conds["Stalled"]["status"] == "False"
+    assert kstatus(waiting) == "InProgress"
+    assert_kstatus_consistent(waiting)
+    op.wait_for(
+        "a Warning event Unschedulable",
+        lambda: warning_reasons(op, "big", app_ns) == ["Unschedulable"],
+        timeout=10,
+    )
+
+    # No room ever comes: the Deployment gives up at its progress deadline (600 s by default; shortened here, on a
+    # field wharf does not set, so its server-side apply leaves it alone), and the App turns Stalled.
+    op.cluster.kubectl(
+        "patch", "deployment", "big-web", "-n", app_ns, "--type=merge", "-p", '{"spec":{"progressDeadlineSeconds":2}}'
+    )
+
+    def gave_up() -> dict[str, Any] | None:
+        obj = op.get("app", "big", app_ns)
+        stalled = conditions(obj).get("Stalled", {})
+        return obj if stalled.get("status") == "True" else None
+
+    stalled = op.wait_for("Stalled ProgressDeadlineExceeded", gave_up, timeout=30)
+    conds = conditions(stalled)
+    assert conds["Stalled"]["reason"] == "ProgressDeadlineExceeded", conds["Stalled"]
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "Unschedulable")  # still the cause
+    assert "Insufficient memory" in conds["Ready"]["message"]
+    assert "has timed out progressing" in conds["Ready"]["message"]
+    assert conds["Reconciling"]["status"] == "False"
+    assert kstatus(stalled) == "Failed"
+    assert_kstatus_consistent(stalled)
+    op.wait_for(
+        "a Warning event ProgressDeadlineExceeded",
+        lambda: sorted(warning_reasons(op, "big", app_ns)) == ["ProgressDeadlineExceeded", "Unschedulable"],
+        timeout=10,
+    )
+
+    # The App asks for what a node has: a new rollout, scheduled, Ready.
+    op.cluster.kubectl(
+        "patch",
+        "deployment",
+        "big-web",
+        "-n",
+        app_ns,
+        "--type=merge",
+        "-p",
+        '{"spec":{"progressDeadlineSeconds":null}}',
+    )
+    op.apply(app("big", app_ns, image, memory="256M"))
+    healed = wait_ready(op, "big", app_ns, "1/1", timeout=90)
+    assert kstatus(healed) == "Current"
+    assert_kstatus_consistent(healed)
+    assert all(running(p) for p in pods(op, "big", app_ns))

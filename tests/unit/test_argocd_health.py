@@ -159,7 +159,17 @@ def test_degraded_when_stalled_even_without_a_ready_message() -> None:
     assert health(obj) == ("Degraded", "image runs as root")
 
 
-@pytest.mark.parametrize("reason", ["ImagePullFailed", "ImageNotFound", "ImagePullUnauthorized", "CrashLoopBackOff"])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "ImagePullFailed",
+        "ImageNotFound",
+        "ImagePullUnauthorized",
+        "CrashLoopBackOff",
+        "InstancesForbidden",
+        "ProgressDeadlineExceeded",
+    ],
+)
 def test_degraded_when_ready_false_for_a_permanent_reason(reason: str) -> None:
     # S14: pull failures surface within seconds; the message carries the kubelet's cause.
     obj = app(
@@ -169,6 +179,47 @@ def test_degraded_when_ready_false_for_a_permanent_reason(reason: str) -> None:
         cond("Reconciling", "True", "Starting"),
     )
     assert health(obj) == ("Degraded", "Failed to create container: ErrImagePull")
+
+
+QUOTA = 'web instances cannot be created: pods "x" is forbidden: exceeded quota: no-pods (Deployment shop-web)'
+NO_ROOM = "web instances cannot be scheduled: 0/3 nodes are available: 3 Insufficient memory. (pod shop-web-x)"
+
+
+def test_degraded_when_a_quota_refuses_the_instances() -> None:
+    obj = app(
+        2,
+        2,
+        cond("Ready", "False", "InstancesForbidden", QUOTA),
+        cond("Reconciling", "False", "None"),
+        cond("Stalled", "True", "InstancesForbidden", QUOTA),
+    )
+    assert health(obj) == ("Degraded", QUOTA)
+
+
+@pytest.mark.parametrize("reason", ["Unschedulable", "InstancesNotCreated"])
+def test_progressing_while_instances_wait_for_room_or_a_retry(reason: str) -> None:
+    # A cluster autoscaler may add a node; the ReplicaSet controller retries a refusal that clears by itself.
+    obj = app(
+        2,
+        2,
+        cond("Ready", "False", reason, NO_ROOM),
+        cond("Reconciling", "True", reason, "waiting for a node with room for the instances"),
+        cond("Stalled", "False", "None"),
+    )
+    assert health(obj) == ("Progressing", NO_ROOM)
+
+
+def test_degraded_once_the_rollout_passes_its_progress_deadline() -> None:
+    # Ready still names the cause; Stalled (ProgressDeadlineExceeded) makes it Degraded, with Ready's message.
+    message = NO_ROOM + "; the progress deadline of Deployment shop-web has passed"
+    obj = app(
+        2,
+        2,
+        cond("Ready", "False", "Unschedulable", message),
+        cond("Reconciling", "False", "None"),
+        cond("Stalled", "True", "ProgressDeadlineExceeded", message),
+    )
+    assert health(obj) == ("Degraded", message)
 
 
 def test_suspended_when_stopped() -> None:

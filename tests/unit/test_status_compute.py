@@ -13,6 +13,7 @@ from wharf.render import Rendered
 from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
 from wharf.status.conditions import find
 from wharf.status.pulls import ContainerProblem
+from wharf.status.rollout import RolloutProblem
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:05:00Z"
@@ -377,3 +378,126 @@ def test_manifest_warnings_reason_names_the_first_warnings_kind_and_survives_a_b
     blocked = _run(app, status, resolution=Resolution(IMAGE), blocked=Blocked(Reason.INVALID_SPEC, "bad"))
     assert _cond(blocked, ConditionType.MANIFEST_WARNINGS) == ("True", "ServiceSecretMissing")
     assert blocked.warnings == status.warnings
+
+
+# --- instances that cannot be created, scheduled or rolled out ------------------------------------------------------
+QUOTA_MESSAGE = 'pods "shop-web-6b7f9d8c4-x7k2p" is forbidden: exceeded quota: no-pods, requested: pods=1, used: pods=0'
+FORBIDDEN = RolloutProblem(Reason.INSTANCES_FORBIDDEN, "web", "Deployment shop-web", QUOTA_MESSAGE)
+NOT_CREATED = RolloutProblem(
+    Reason.INSTANCES_NOT_CREATED,
+    "web",
+    "Deployment shop-web",
+    'pods "x" is forbidden: error looking up service account space/default: serviceaccount "default" not found',
+)
+NO_ROOM = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption"
+UNSCHEDULABLE = RolloutProblem(Reason.UNSCHEDULABLE, "web", "pod shop-web-6b7f9d8c4-x7k2p", NO_ROOM)
+DEADLINE = RolloutProblem(
+    Reason.PROGRESS_DEADLINE_EXCEEDED,
+    "web",
+    "Deployment shop-web",
+    'ReplicaSet "shop-web-6b7f9d8c4" has timed out progressing.',
+    "wharf.dev/app=shop,wharf.dev/process-type=web",
+)
+
+
+def _stuck(*rollout: RolloutProblem, problems: Any = (), previous: AppStatus | None = None) -> AppStatus:
+    observation = _obs(available=0, rolled_out=False, problems=problems)
+    return _run(
+        previous=previous,
+        resolution=Resolution(IMAGE),
+        rendered=render_ok(),
+        observation=Observation(observation.processes, observation.problems, list(rollout)),
+    )
+
+
+def _ready(status: AppStatus) -> tuple[str, str, str]:
+    ready = find(status.conditions, "Ready")
+    assert ready is not None
+    return ready.status, ready.reason, ready.message
+
+
+def test_a_quota_refusing_the_instances_stalls_with_the_quota_message_and_the_fix() -> None:
+    # Nothing the operator or Kubernetes retries can help: someone raises the quota or lowers the App.
+    status = _stuck(FORBIDDEN)
+    ok, reason, message = _ready(status)
+    assert (ok, reason) == ("False", "InstancesForbidden")
+    assert QUOTA_MESSAGE in message
+    assert "raise the namespace's ResourceQuota no-pods" in message
+    assert _cond(status, ConditionType.STALLED) == ("True", "InstancesForbidden")
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert _cond(status, ConditionType.INSTANCES_AVAILABLE)[0] == "False"
+    assert kstatus(3, status) == "Failed"
+
+
+def test_unschedulable_instances_wait_for_room_with_the_schedulers_message() -> None:
+    # A cluster autoscaler may add a node: kstatus InProgress (as kstatus says of an unschedulable pod).
+    status = _stuck(UNSCHEDULABLE)
+    ok, reason, message = _ready(status)
+    assert (ok, reason) == ("False", "Unschedulable")
+    assert NO_ROOM in message
+    assert "lower the App's memory" in message
+    assert _cond(status, ConditionType.RECONCILING) == ("True", "Unschedulable")
+    assert _cond(status, ConditionType.STALLED)[0] == "False"
+    assert kstatus(3, status) == "InProgress"
+
+
+def test_instances_not_created_yet_are_retried() -> None:
+    status = _stuck(NOT_CREATED)
+    assert _cond(status, ConditionType.READY) == ("False", "InstancesNotCreated")
+    assert _cond(status, ConditionType.RECONCILING) == ("True", "InstancesNotCreated")
+    assert kstatus(3, status) == "InProgress"
+
+
+def test_past_the_progress_deadline_the_cause_stays_named_and_the_app_stalls() -> None:
+    # kstatus calls a Deployment past its progress deadline Failed; Ready still says what held it.
+    status = _stuck(UNSCHEDULABLE, DEADLINE)
+    ok, reason, message = _ready(status)
+    assert (ok, reason) == ("False", "Unschedulable")
+    assert NO_ROOM in message
+    assert "the progress deadline of Deployment shop-web has passed" in message
+    assert _cond(status, ConditionType.STALLED) == ("True", "ProgressDeadlineExceeded")
+    assert _cond(status, ConditionType.RECONCILING)[0] == "False"
+    assert kstatus(3, status) == "Failed"
+
+
+def test_a_deadline_with_no_other_cause_is_the_reason() -> None:
+    status = _stuck(DEADLINE)
+    ok, reason, message = _ready(status)
+    assert (ok, reason) == ("False", "ProgressDeadlineExceeded")
+    assert "timed out progressing" in message
+    assert "kubectl describe pods -l wharf.dev/app=shop,wharf.dev/process-type=web" in message
+    assert _cond(status, ConditionType.STALLED) == ("True", "ProgressDeadlineExceeded")
+    assert kstatus(3, status) == "Failed"
+
+
+def test_pull_failures_and_crash_loops_keep_their_precedence() -> None:
+    # S14: the kubelet's cause says more than the deadline it led to.
+    assert _cond(_stuck(FORBIDDEN, DEADLINE, problems=[PULL]), ConditionType.READY) == ("False", "ImageNotFound")
+    crashing = _stuck(UNSCHEDULABLE, DEADLINE, problems=[CRASH])
+    assert _cond(crashing, ConditionType.READY) == ("False", "CrashLoopBackOff")
+    assert _cond(crashing, ConditionType.RECONCILING) == ("True", "CrashLoopBackOff")
+
+
+def test_a_word_about_a_process_with_all_its_instances_is_no_cause() -> None:
+    # A ReplicaFailure the controllers have not cleared yet, about a process that has all it asked for.
+    running = _run(
+        resolution=Resolution(IMAGE),
+        rendered=render_ok(),
+        observation=Observation(_obs().processes, [], [FORBIDDEN, DEADLINE]),
+    )
+    assert _cond(running, ConditionType.READY) == ("True", "Running")
+    worker = RolloutProblem(Reason.INSTANCES_FORBIDDEN, "worker", "Deployment shop-worker", QUOTA_MESSAGE)
+    rolling = _run(
+        resolution=Resolution(IMAGE),
+        rendered=render_ok(),
+        observation=Observation(_obs(available=1, rolled_out=False).processes, [], [worker]),
+    )
+    assert _cond(rolling, ConditionType.READY) == ("False", "Starting")
+
+
+def test_a_refused_app_heals_when_the_instances_come_up() -> None:
+    stalled = _stuck(FORBIDDEN)
+    healed = _running(previous=stalled, now=T1)
+    assert _cond(healed, ConditionType.READY) == ("True", "Running")
+    assert _cond(healed, ConditionType.STALLED)[0] == "False"
+    assert kstatus(3, healed) == "Current"

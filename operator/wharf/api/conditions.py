@@ -29,6 +29,10 @@ class Reason(StrEnum):
     CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     INVALID_IMAGE_NAME = "InvalidImageName"
     CRASHING = "CrashLoopBackOff"
+    INSTANCES_FORBIDDEN = "InstancesForbidden"  # a ResourceQuota, LimitRange or admission policy refuses the pods
+    INSTANCES_NOT_CREATED = "InstancesNotCreated"  # the ReplicaSet cannot create pods yet, and retries
+    UNSCHEDULABLE = "Unschedulable"  # no node has room for the pods
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"  # the Deployment gave up waiting for progress
     # ImageResolved
     RESOLVED = "Resolved"
     RESOLVING = "Resolving"

@@ -43,6 +43,7 @@ from wharf.render.names import APP_LABEL, PROCESS_LABEL, derived_secret_names
 from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
 from wharf.status.conditions import find
 from wharf.status.pulls import FAILED_TO_CREATE, problems
+from wharf.status.rollout import rollout_problems
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,11 @@ def _registry_reason(error: RegistryError) -> Reason:
 
 def _observe(deployments: list[dict[str, Any]], pods: list[dict[str, Any]], rendered: Rendered) -> Observation:
     processes = []
+    current = []  # the Deployments of the processes the App asks for (one of a removed type is being pruned)
     for plan in rendered.processes:
         found = next((d for d in deployments if d["metadata"].get("labels", {}).get(PROCESS_LABEL) == plan.type), None)
+        if found is not None:
+            current.append(found)
         status = (found or {}).get("status") or {}
         generation = (found or {}).get("metadata", {}).get("generation", 0)
         updated = status.get("updatedReplicas", 0)
@@ -110,7 +114,7 @@ def _observe(deployments: list[dict[str, Any]], pods: list[dict[str, Any]], rend
                 and status.get("replicas", 0) <= plan.replicas,
             )
         )
-    return Observation(processes=processes, problems=problems(pods))
+    return Observation(processes=processes, problems=problems(pods), rollout=rollout_problems(current, pods))
 
 
 class Reconciler:
@@ -411,4 +415,15 @@ def transitions(previous: AppStatus, current: AppStatus) -> list[EventRecord]:
             if after.message.startswith(FAILED_TO_CREATE):
                 metrics.PULL_FAILURES.labels(reason=after.reason).inc()
             events.append(EventRecord("Warning", after.reason, after.message))
+    # Stalled for a reason Ready does not name (a rollout past its progress deadline while Ready names the cause
+    # that held it) is a transition a person must hear of too.
+    stalled_before = find(previous.conditions, ConditionType.STALLED)
+    stalled = find(current.conditions, ConditionType.STALLED)
+    if (
+        stalled is not None
+        and stalled.status == "True"
+        and (after is None or stalled.reason != after.reason)
+        and (stalled_before is None or (stalled_before.status, stalled_before.reason) != ("True", stalled.reason))
+    ):
+        events.append(EventRecord("Warning", stalled.reason, stalled.message))
     return events

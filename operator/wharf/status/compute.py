@@ -15,6 +15,7 @@ from wharf.render.processes import WEB
 from wharf.render.workload import Rendered
 from wharf.status.conditions import find, merge
 from wharf.status.pulls import FAILED_TO_CREATE, ContainerProblem
+from wharf.status.rollout import RolloutProblem
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ProcessObservation:
 class Observation:
     processes: list[ProcessObservation] = field(default_factory=list)
     problems: list[ContainerProblem] = field(default_factory=list)
+    rollout: list[RolloutProblem] = field(default_factory=list)  # most telling first
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,36 @@ def _pull_failure(pulls: list[ContainerProblem], before: Condition | None) -> tu
     return pull.reason, pull.describe()
 
 
+_Said = tuple[bool, Reason, str]
+
+
+def _stuck(problems: list[RolloutProblem]) -> tuple[_Said, _Said, _Said]:
+    """(Ready, Reconciling, Stalled) when instances are missing and Kubernetes says why.
+
+    A refusal by a ResourceQuota, LimitRange or admission policy needs someone to change the App or the namespace:
+    Stalled. So does a rollout past the Deployment's progress deadline, whatever held it (kstatus calls such a
+    Deployment Failed). Unschedulable instances wait (Reconciling): a cluster autoscaler adds nodes, or room frees up,
+    and kstatus calls an unschedulable pod InProgress; a rollout that never finds room reaches the deadline. Ready
+    names the most telling cause either way, and says when the deadline has passed too.
+    """
+    cause = problems[0]
+    message = cause.describe()
+    deadline = next((p for p in problems if p.reason is Reason.PROGRESS_DEADLINE_EXCEEDED), None)
+    if deadline is not None and deadline is not cause:
+        message += f"; the progress deadline of {deadline.source} has passed: {deadline.message}"
+    ready = (False, cause.reason, message)
+    idle = (False, Reason.NONE, "")
+    if cause.needs_a_person:
+        return ready, idle, (True, cause.reason, message)
+    if deadline is not None:
+        return ready, idle, (True, deadline.reason, message)
+    if cause.reason is Reason.UNSCHEDULABLE:
+        waiting = "waiting for a node with room for the instances (the scheduler retries)"
+    else:
+        waiting = "the ReplicaSet controller retries creating the instances"
+    return ready, (True, cause.reason, waiting), idle
+
+
 def compute(
     app: App,
     previous: AppStatus,
@@ -134,6 +166,9 @@ def compute(
     available = sum(p.available for p in processes)
     rolled_out = bool(processes) and all(p.rolled_out for p in processes)
     all_available = rolled_out and all(p.available >= p.desired and p.updated >= p.desired for p in processes)
+    short = {p.type for p in processes if not (p.rolled_out and p.available >= p.desired and p.updated >= p.desired)}
+    # What Kubernetes says about the processes that miss instances (a stale word about a complete one is no cause).
+    stuck = [p for p in observation.rollout if p.process in short] if observation else []
 
     ready: tuple[bool | None, Reason, str]
     stalled: tuple[bool, Reason, str] = (False, Reason.NONE, "")
@@ -169,6 +204,8 @@ def compute(
         ready = (True, Reason.STOPPED, "stopped: no instances run (state STOPPED)")
     elif all_available:
         ready = (True, Reason.RUNNING, f"{available}/{desired} instances running")
+    elif stuck:
+        ready, reconciling, stalled = _stuck(stuck)
     else:
         message = f"{available}/{desired} instances available; rolling out"
         ready = (False, Reason.STARTING, message)
