@@ -70,6 +70,13 @@ class Operator:
             f"timed out after {timeout}s waiting for {what}; last={last!r}\n--- operator log ---\n{self.log_tail()}"
         )
 
+    def app_events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+        """Events about Apps in `namespace` (about the App `name` only, when given), oldest first."""
+        selector = "involvedObject.kind=App" + (f",involvedObject.name={name}" if name else "")
+        out = self.cluster.kubectl("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return sorted(items, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
+
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}
         return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})

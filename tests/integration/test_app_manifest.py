@@ -79,14 +79,6 @@ def replicas(op: Operator, name: str, ns: str) -> int | None:
     return None if d is None else int(d["spec"]["replicas"])
 
 
-def app_events(op: Operator, ns: str) -> list[dict[str, Any]]:
-    out = op.cluster.kubectl(
-        "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=App", "-o", "json"
-    ).stdout
-    found: list[dict[str, Any]] = json.loads(out)["items"]
-    return found
-
-
 # -- S4, S9, S10: processes, one Service, probes, VCAP_APPLICATION ----------------------------------------------
 def test_multi_process_manifest_one_deployment_per_type_one_service(
     wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
@@ -327,7 +319,7 @@ applications:
         "IgnoredKeys event",
         lambda: any(
             e["reason"] == "IgnoredKeys" and e["type"] == "Warning" and "stack" in e["message"]
-            for e in app_events(op, app_ns)
+            for e in op.app_events(app_ns)
         ),
     )
     env = env_of(container(op.get("deployment", "billing-web", app_ns) or {}))
@@ -595,7 +587,7 @@ def test_an_object_the_apiserver_refuses_is_reported_not_retried_blindly(
     assert "HTTPRoute" in stalled["message"]
     assert "is its API or CRD installed?" in stalled["message"]
     assert op.condition("gw", ns)["reason"] == "ApplyRefused"
-    assert any(e["reason"] == "ApplyRefused" for e in app_events(op, ns))
+    assert any(e["reason"] == "ApplyRefused" for e in op.app_events(ns))
 
     # Without routes nothing needs the Gateway API: the same App becomes Ready.
     op.apply(app("gw", ns, f"{registry_plain.host}/manifest/gateway:v1", {"memory": "64M"}))

@@ -86,20 +86,6 @@ def running(pod: dict[str, Any]) -> bool:
     )
 
 
-def app_events(op: Operator, name: str, ns: str) -> list[dict[str, Any]]:
-    out = op.cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        f"involvedObject.kind=App,involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    return sorted(json.loads(out)["items"], key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
-
-
 def is_ready(op: Operator, name: str, ns: str) -> bool:
     return op.condition(name, ns).get("status") == "True"
 
@@ -180,7 +166,7 @@ def test_kubectl_wait_succeeds_for_good_app_and_times_out_for_missing_tag(
     assert op.get("deployment", "bad-web", app_ns) is None
     assert op.get("service", "bad", app_ns) is None
     assert not pods(op, "bad", app_ns)
-    warnings = [e for e in app_events(op, "bad", app_ns) if e["type"] == "Warning"]
+    warnings = [e for e in op.app_events(app_ns, "bad") if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["ImageNotFound"], warnings
 
 
@@ -262,10 +248,10 @@ def test_registry_outage_during_scale_is_reported_and_heals_by_itself(
     # It stays reported as failing across several refreshes, with one Warning, not one per reconcile.
     op.wait_for(
         "a Warning event for the pull failure",
-        lambda: any(e["type"] == "Warning" for e in app_events(op, "out", app_ns)),
+        lambda: any(e["type"] == "Warning" for e in op.app_events(app_ns, "out")),
         timeout=10,
     )
-    warnings_before = [e for e in app_events(op, "out", app_ns) if e["type"] == "Warning"]
+    warnings_before = [e for e in op.app_events(app_ns, "out") if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings_before] == ["RegistryUnavailable"], warnings_before
     assert warnings_before[0]["message"].startswith("Failed to create container:")
     for i in range(3):  # each touch of the Deployment is a refresh (a reconcile that reports the same status)
@@ -273,7 +259,7 @@ def test_registry_outage_during_scale_is_reported_and_heals_by_itself(
         op.cluster.kubectl("annotate", "deployment/out-web", "-n", app_ns, f"wharf-test/touch={i}", "--overwrite")
         op.wait_for(f"refresh {i}", lambda count=count: reconciles(op) > count, timeout=20)
     assert pull_failure() is not None
-    warnings_after = [e for e in app_events(op, "out", app_ns) if e["type"] == "Warning"]
+    warnings_after = [e for e in op.app_events(app_ns, "out") if e["type"] == "Warning"]
     assert len(warnings_after) == 1, warnings_after
     assert (warnings_after[0].get("count") or 1) == 1, warnings_after
 
@@ -284,7 +270,7 @@ def test_registry_outage_during_scale_is_reported_and_heals_by_itself(
     assert_kstatus_consistent(healed)
     assert first["metadata"]["name"] in {p["metadata"]["name"] for p in pods(op, "out", app_ns)}
     assert all(running(p) for p in pods(op, "out", app_ns))
-    events = app_events(op, "out", app_ns)
+    events = op.app_events(app_ns, "out")
     normal_after = [e["reason"] for e in events if e["type"] == "Normal" and e["reason"] in ("Recovered", "Running")]
     # Recovered when the App was failing right before; Running when the last step was a plain rollout.
     assert normal_after, [(e["type"], e["reason"]) for e in events]
@@ -605,7 +591,7 @@ def ready_reason(op: Operator, name: str, ns: str, reason: str) -> Any:
 
 
 def warning_reasons(op: Operator, name: str, ns: str) -> list[str]:
-    return [e["reason"] for e in app_events(op, name, ns) if e["type"] == "Warning"]
+    return [e["reason"] for e in op.app_events(ns, name) if e["type"] == "Warning"]
 
 
 def test_a_resource_quota_refusing_the_instances_is_stalled_with_its_message_and_heals_when_lifted(

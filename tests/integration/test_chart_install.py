@@ -184,18 +184,8 @@ def _ready(op: Operator, name: str, ns: str) -> bool:
     return op.condition(name, ns).get("status") == "True"
 
 
-def _app_events(cluster: Cluster, ns: str, name: str) -> set[str]:
-    out = cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        f"involvedObject.kind=App,involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    return {e["reason"] for e in json.loads(out)["items"]}
+def _app_events(op: Operator, ns: str, name: str) -> set[str]:
+    return {e["reason"] for e in op.app_events(ns, name)}
 
 
 def _samples(op: Operator) -> list[tuple[str, dict[str, str], float]]:
@@ -281,7 +271,7 @@ def test_app_ready_with_the_chart_rbac_and_metrics(
     assert status["port"] == 8080
     op.wait_for(
         "the App's Events",
-        lambda: {"ImageResolved", "PortChosen", "IgnoredKeys"} <= _app_events(op.cluster, app_namespace, "web"),
+        lambda: {"ImageResolved", "PortChosen", "IgnoredKeys"} <= _app_events(op, app_namespace, "web"),
         timeout=20,
     )
     log = op.log_file.read_text(errors="replace")
@@ -315,7 +305,7 @@ def _no_status(op: Operator, ns: str) -> None:
 def _no_events(op: Operator, ns: str) -> None:
     # The App still comes up: posting Events is best effort, but none are there.
     op.wait_for("App Ready", lambda: _ready(op, "web", ns), timeout=90)
-    assert not _app_events(op.cluster, ns, "web")
+    assert not _app_events(op, ns, "web")
 
 
 def _apply_refused(op: Operator, ns: str) -> None:
