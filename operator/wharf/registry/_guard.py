@@ -63,6 +63,13 @@ def _unwrap(address: IPAddress) -> IPAddress:
     return address
 
 
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def host_key(host: str, port: int | None) -> tuple[str, str]:
     """(`host`, `host:port`) lowercased, IPv6 literals bracketed in the second form as in references."""
     bare = host.lower().strip("[]")
@@ -103,20 +110,26 @@ class Guard:
             return
         reason, _ = await self._decision(bare, port)
         if reason:
-            raise Blocked(
-                f"refusing to contact {with_port}: {reason}. If this registry is meant to be reachable, "
-                "the cluster admin can add the host or its CIDR to WHARF_REGISTRY_ALLOW"
-            )
+            raise self._blocked(with_port, reason)
 
-    async def addresses(self, host: str, port: int) -> tuple[str, ...]:
-        """The checked addresses to connect to for `host`, in the resolver's order; empty when the connection may
-        use the name itself (an IP literal, a host the admin allows by name, a name that did not resolve).
-        Call after `check`: a refused host has no addresses."""
+    async def addresses(self, host: str, port: int) -> tuple[str, ...] | None:
+        """Where to connect for `host`: None to use the host as written (an IP literal, a host the admin allows by
+        name), else the checked addresses in the resolver's order, empty when the name did not resolve. Raises
+        `Blocked` when the host is refused now (its decision may have changed since `check`)."""
         bare, with_port = host_key(host, port)
-        if bare in self._allow_hosts or with_port in self._allow_hosts:
-            return ()
+        if bare in self._allow_hosts or with_port in self._allow_hosts or _literal(bare) is not None:
+            return None
         reason, addresses = await self._decision(bare, port)
-        return () if reason else addresses
+        if reason:
+            raise self._blocked(with_port, reason)
+        return addresses
+
+    @staticmethod
+    def _blocked(with_port: str, reason: str) -> Blocked:
+        return Blocked(
+            f"refusing to contact {with_port}: {reason}. If this registry is meant to be reachable, "
+            "the cluster admin can add the host or its CIDR to WHARF_REGISTRY_ALLOW"
+        )
 
     async def _decision(self, bare: str, port: int) -> tuple[str, tuple[str, ...]]:
         cached = self._decisions.get((bare, port))
@@ -125,10 +138,7 @@ class Guard:
     async def _decide(self, bare: str, port: int) -> tuple[str, tuple[str, ...]]:
         """('' when allowed, else why not; the addresses checked), cached for a short while either way."""
         key = (bare, port)
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(bare)
-        except ValueError:
-            literal = None
+        literal = _literal(bare)
         if literal is not None:
             addresses: list[IPAddress] = [literal]
         else:

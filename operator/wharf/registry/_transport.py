@@ -199,9 +199,12 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         url = request.url
         pool = await self._pool(url.host)
         addresses = await self._guard.addresses(url.host, url.port or (443 if url.scheme == "https" else 80))
-        if not addresses:
+        if addresses is None:
             return await pool.handle_async_request(request)
-        failure: httpx.ConnectError | None = None
+        if not addresses:
+            # Connecting by name would ask DNS again, and that second answer is exactly what must not be trusted.
+            raise httpx.ConnectError(f"{url.host} did not resolve", request=request)
+        failure: httpx.ConnectError | httpx.ConnectTimeout | None = None
         for address in addresses:
             pinned = httpx.Request(
                 request.method,
@@ -212,7 +215,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             )
             try:
                 return await pool.handle_async_request(pinned)
-            except httpx.ConnectError as error:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # this address is unreachable: the next
                 if is_tls_failure(error):
                     raise
                 failure = error

@@ -225,6 +225,38 @@ async def test_pinned_transport_connects_to_the_checked_addresses_with_the_name_
         assert "sni_hostname" not in seen[-1].extensions
 
 
+async def test_pinned_transport_never_falls_back_to_a_fresh_lookup() -> None:
+    # A name the guard could not resolve is not connected to by name (that lookup is what a rebinding DNS server
+    # would answer); a host refused by now is refused; a timeout on one address moves on to the next.
+    answers: dict[str, list[str]] = {"slow.example": ["2606:4700::1", "104.16.0.1"]}
+
+    async def resolver(host: str, port: int) -> list[str]:
+        if host not in answers:
+            raise OSError("no such host")
+        return answers[host]
+
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.host)
+        if request.url.host == "2606:4700::1":
+            raise httpx.ConnectTimeout("no route", request=request)
+        return httpx.Response(200)
+
+    guard = Guard(Settings(), resolver=resolver)
+    transport = PinnedTransport(lambda: httpx.MockTransport(handle), guard)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ConnectError, match=r"nowhere\.example did not resolve"):
+            await client.get("https://nowhere.example/v2/")
+        assert seen == []
+        assert (await client.get("https://slow.example/v2/")).status_code == 200
+        assert seen == ["2606:4700::1", "104.16.0.1"]
+        answers["flip.example"] = ["169.254.169.254"]  # what a name resolves to when the connection is made
+        with pytest.raises(Blocked, match="link-local"):
+            await client.get("https://flip.example/v2/")
+        assert seen == ["2606:4700::1", "104.16.0.1"]
+
+
 def test_guard_scheme() -> None:
     guard = Guard(Settings(registry_insecure=("reg.local:5000", "other.local")))
     guard.check_scheme("http", "reg.local", 5000)
