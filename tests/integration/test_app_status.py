@@ -720,3 +720,52 @@ def test_more_memory_than_any_node_has_is_unschedulable_stalls_at_the_progress_d
     assert kstatus(healed) == "Current"
     assert_kstatus_consistent(healed)
     assert all(running(p) for p in pods(op, "big", app_ns))
+
+
+def test_a_password_secret_that_goes_missing_keeps_what_runs(
+    wharf_operator: Operator, registry_basic: RegistryServer, app_ns: str
+) -> None:
+    # S1, S14: the password Secret deleted (or renamed) under a running App: the App says so, and the pull Secret
+    # the running pods were started with, and the Deployment pulling with it, stay as they are.
+    op = wharf_operator
+    push_image(registry_basic, "status/keep", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(secret("keep-pass", app_ns, TEST_PASSWORD))
+    spec = {"dockerUsername": TEST_USERNAME, "dockerPasswordSecretRef": {"name": "keep-pass"}}
+    op.apply(app("keep", app_ns, f"{registry_basic.host}/status/keep:v1", spec=spec))
+    wait_ready(op, "keep", app_ns, "1/1")
+    before = op.get("deployment", "keep-web", app_ns) or {}
+
+    op.cluster.kubectl("delete", "secret", "keep-pass", "-n", app_ns)
+    op.cluster.kubectl("annotate", "app", "keep", "-n", app_ns, "example.com/touched=1")  # a reconcile, now
+
+    def stalled() -> dict[str, Any] | None:
+        found = conditions(op.get("app", "keep", app_ns)).get("Stalled", {})
+        return found if found.get("reason") == "CredentialsMissing" else None
+
+    condition = op.wait_for("CredentialsMissing", stalled, timeout=30)
+    assert "keep-pass" in condition["message"]
+    assert op.get("secret", "keep-registry", app_ns) is not None
+    after = op.get("deployment", "keep-web", app_ns) or {}
+    assert after["spec"]["template"] == before["spec"]["template"]
+    assert all(running(p) for p in pods(op, "keep", app_ns))
+
+    op.apply(secret("keep-pass", app_ns, TEST_PASSWORD))
+    op.cluster.kubectl("annotate", "app", "keep", "-n", app_ns, "example.com/touched=2", "--overwrite")
+    wait_ready(op, "keep", app_ns, "1/1")
+
+
+def _apps_gauge(op: Operator) -> float:
+    text = httpx.get(op.metrics_url, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("wharf_apps{"))
+
+
+def test_a_deleted_app_is_forgotten(wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str) -> None:
+    # Apps carry no finalizer, so no delete handler runs: the operator forgets a deleted App when it next looks
+    # (its pods going away). The wharf_apps gauge counts only Apps that exist.
+    op = wharf_operator
+    push_image(registry_plain, "status/forget", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(app("forget", app_ns, f"{registry_plain.host}/status/forget:v1", memory="64M"))
+    wait_ready(op, "forget", app_ns, "1/1")
+    counted = _apps_gauge(op)
+    op.cluster.kubectl("delete", "app", "forget", "-n", app_ns)
+    op.wait_for("the App forgotten", lambda: _apps_gauge(op) == counted - 1, timeout=30)

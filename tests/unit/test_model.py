@@ -135,6 +135,7 @@ def test_sidecar_names_are_unique() -> None:
         ({"-team": "a"}, "-team"),
         ({"Example.com/x": "a"}, "Example.com/x"),
         ({"x": "a" * 64}, "labels"),
+        ({"app\n": "a"}, "are not [prefix/]name"),  # a trailing newline: the whole key must match
     ],
 )
 def test_metadata_labels_are_kubernetes_labels(labels: dict[str, str], bad: str) -> None:

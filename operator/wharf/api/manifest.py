@@ -180,7 +180,7 @@ class Metadata(_Strict):
     @field_validator("labels", "annotations")
     @classmethod
     def _qualified_keys(cls, values: dict[str, str]) -> dict[str, str]:
-        bad = sorted(k for k in values if len(k) > _MAX_QUALIFIED_KEY or not _QUALIFIED_KEY.match(k))
+        bad = sorted(k for k in values if len(k) > _MAX_QUALIFIED_KEY or not _QUALIFIED_KEY.fullmatch(k))
         if bad:
             raise ValueError(
                 f"keys {', '.join(bad)} are not [prefix/]name: name at most 63 letters, digits, '-', '_' or '.', "

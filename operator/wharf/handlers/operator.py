@@ -21,6 +21,7 @@ from wharf.render.names import APP_LABEL
 log = logging.getLogger(__name__)
 APP = (GROUP, VERSION, PLURAL)
 SAFETY_NET_SECONDS = 60.0  # re-check every App now and then, in case an event was missed
+SAFETY_NET_CONCURRENCY = 8
 
 _state: dict[str, Any] = {}
 
@@ -80,23 +81,24 @@ async def reconcile(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(str(retry), delay=retry.delay) from retry
 
 
-@kopf.on.delete(*APP, optional=True)
-async def deleted(namespace: str | None, name: str, **_: Any) -> None:
-    # Owner references make the garbage collector remove what the App created (S15).
-    _reconciler().forget(namespace or "", name)
-
-
 async def safety_net(reconciler: Reconciler) -> None:
     """Every SAFETY_NET_SECONDS, refresh each App this operator has reconciled: fixes made where wharf does not
-    watch (a Secret, a tag pushed again) are noticed. One task, not a kopf timer: a kopf timer puts a finalizer on
-    every App, which would block deleting Apps, their namespaces and the CRD whenever the operator is not running."""
-    while True:
-        await asyncio.sleep(SAFETY_NET_SECONDS)
-        for namespace, name in reconciler.known():
+    watch (a Secret, a tag pushed again) are noticed, and deleted Apps are forgotten (owner references make the
+    garbage collector remove what they created, S15). One task, not a kopf timer: a kopf timer puts a finalizer on
+    every App, which would block deleting Apps, their namespaces and the CRD whenever the operator is not running.
+    A few Apps at a time, so one App waiting on a slow registry does not hold back the others."""
+    room = asyncio.Semaphore(SAFETY_NET_CONCURRENCY)
+
+    async def refresh(namespace: str, name: str) -> None:
+        async with room:
             try:
                 await reconciler.refresh(namespace, name)
             except Exception:  # one App's trouble must not stop the others' refresh
                 log.exception("safety-net refresh of %s/%s failed", namespace, name)
+
+    while True:
+        await asyncio.sleep(SAFETY_NET_SECONDS)
+        await asyncio.gather(*(refresh(namespace, name) for namespace, name in reconciler.known()))
 
 
 @kopf.on.event("", "v1", "pods", labels={APP_LABEL: kopf.PRESENT})

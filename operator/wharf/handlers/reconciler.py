@@ -137,6 +137,9 @@ class Reconciler:
             self._queued.discard(key)
             body = await self._kube.get_app(namespace, name)
             if body is None:
+                # Deleted: Apps carry no finalizer, so kopf calls no delete handler; the first refresh after the
+                # deletion (its pods going, or the safety net) finds it gone.
+                self.forget(namespace, name)
                 return
             # The App's own kopf handler owns retries; events only refresh.
             with contextlib.suppress(RetryLaterError):
@@ -146,8 +149,10 @@ class Reconciler:
         key = (body["metadata"].get("namespace", ""), body["metadata"]["name"])
         async with self._locks.setdefault(key, asyncio.Lock()):
             fresh = await self._kube.get_app(*key)  # kopf's body may be older than a status we just wrote
-            if fresh is not None:
-                await self._reconcile(fresh)
+            if fresh is None:
+                self.forget(*key)
+                return
+            await self._reconcile(fresh)
 
     def known(self) -> list[tuple[str, str]]:
         """(namespace, name) of every App reconciled and not deleted since."""
@@ -226,10 +231,13 @@ class Reconciler:
             await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)
             return "blocked"
 
-        refused = await self._apply(app, rendered)
-        if refused is not None:
-            await self._report(app, previous, refused, resolution, None, None)
-            return "blocked"
+        # Without the password (its Secret gone or renamed), applying would drop the pull Secret the running pods
+        # pull with, and the next pod that starts could not: what runs stays as it is until the Secret is back (S14).
+        if resolution.error_reason is not Reason.CREDENTIALS_MISSING:
+            refused = await self._apply(app, rendered)
+            if refused is not None:
+                await self._report(app, previous, refused, resolution, None, None)
+                return "blocked"
         observation = await self._observation(app, rendered)
         await self._report(app, previous, None, resolution, rendered, observation)
         _retry_if_transient(resolution)

@@ -52,7 +52,10 @@ def _normalize_hub(host: str) -> str:
 
 def _split_key(key: str) -> tuple[str, int | None, str]:
     """A dockerconfigjson key (`https://host:5000/v1/`, `host`, `*.example.com/ns`) -> (host, port, path)."""
-    parts = urlsplit(key if "://" in key else f"https://{key}")
+    try:
+        parts = urlsplit(key if "://" in key else f"https://{key}")
+    except ValueError:  # not a URL at all (`https://[bad`): a key that matches no registry
+        return "", None, ""
     try:
         port = parts.port
     except ValueError:

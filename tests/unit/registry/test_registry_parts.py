@@ -143,6 +143,9 @@ def test_dockerconfigjson_legacy_dockercfg_and_errors() -> None:
         credentials_from_dockerconfigjson(b"{nope", "quay.io")
     with pytest.raises(Unauthorized, match="base64"):
         credentials_from_dockerconfigjson(_secret({"quay.io": {"auth": "\u00e9\u00e9"}}), "quay.io")
+    # A key that is no URL at all matches nothing, and the others still work.
+    mixed = {"https://[bad": _auth("x", "y"), "quay.io": _auth("q", "w")}
+    assert credentials_from_dockerconfigjson({"auths": mixed}, "quay.io") == Credentials("q", "w")
 
 
 def test_credentials_repr_hides_password() -> None:
