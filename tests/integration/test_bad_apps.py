@@ -441,5 +441,5 @@ def test_an_app_name_that_cannot_name_a_service_is_refused(
     body = app_body(name, baseline.namespace, _substitute(spec(), baseline.images))
     result = op.apply(body, check=False)
     assert result.returncode != 0, result.stdout
-    assert "an App's name is its Service's name" in result.stderr, result.stderr
+    assert f"metadata.name {name}: an App's name is its Service's name" in result.stderr, result.stderr
     assert op.get("app", name, baseline.namespace) is None
