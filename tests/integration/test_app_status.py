@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -40,6 +41,22 @@ def app(name: str, namespace: str, image: str, spec: dict[str, Any] | None = Non
 
 def conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions", [])}
+
+
+def app_when(
+    op: Operator, name: str, ns: str, type_: str, status: str | None = None, reason: str | None = None
+) -> Callable[[], dict[str, Any] | None]:
+    """For `op.wait_for`: the App once its `type_` condition has this status and/or reason, else None."""
+
+    def check() -> dict[str, Any] | None:
+        obj = op.get("app", name, ns)
+        found = conditions(obj).get(type_, {})
+        matches = (status is None or found.get("status") == status) and (
+            reason is None or found.get("reason") == reason
+        )
+        return obj if matches else None
+
+    return check
 
 
 def kstatus(obj: dict[str, Any]) -> str:
@@ -146,14 +163,7 @@ def test_kubectl_wait_succeeds_for_good_app_and_times_out_for_missing_tag(
     assert_kstatus_consistent(good)
 
     # S13/S14: a missing tag is ImageNotFound, names the tag, and nothing is deployed; only a person can fix it.
-    bad = op.wait_for(
-        "bad App reported",
-        lambda: (
-            (b := op.get("app", "bad", app_ns))
-            and conditions(b).get("ImageResolved", {}).get("status") == "False"
-            and b
-        ),
-    )
+    bad = op.wait_for("bad App reported", app_when(op, "bad", app_ns, "ImageResolved", status="False"))
     conds = conditions(bad)
     assert conds["ImageResolved"]["reason"] == "ImageNotFound", conds
     assert "no-such-tag" in conds["ImageResolved"]["message"]
@@ -220,10 +230,7 @@ def test_registry_outage_during_scale_is_reported_and_heals_by_itself(
     reg.stop()
     op.apply(app("out", app_ns, f"{reg.host}/status/outage:v1", instances=3))  # S14: scaling needs the registry
 
-    def pull_failure() -> dict[str, Any] | None:
-        obj = op.get("app", "out", app_ns)
-        ready = conditions(obj).get("Ready", {})
-        return obj if ready.get("status") == "False" and ready.get("reason") == "RegistryUnavailable" else None
+    pull_failure = app_when(op, "out", app_ns, "Ready", status="False", reason="RegistryUnavailable")
 
     # Within seconds (not a 10-minute progress deadline): the kubelet's words, classified.
     failing = op.wait_for("Ready False RegistryUnavailable", pull_failure, timeout=20)
@@ -351,10 +358,7 @@ def test_wrong_password_is_unauthorized_and_stalled_fixing_the_secret_deploys(
     spec = {"dockerUsername": TEST_USERNAME, "dockerPasswordSecretRef": {"name": "regpass", "key": "password"}}
     op.apply(app("priv", app_ns, f"{registry_basic.host}/status/private:v1", spec=spec))
 
-    def reported() -> dict[str, Any] | None:
-        obj = op.get("app", "priv", app_ns)
-        return obj if conditions(obj).get("ImageResolved", {}).get("status") == "False" else None
-
+    reported = app_when(op, "priv", app_ns, "ImageResolved", status="False")
     bad = op.wait_for("Unauthorized reported", reported, timeout=30)
     conds = conditions(bad)
     assert conds["ImageResolved"]["reason"] == "Unauthorized", conds["ImageResolved"]
@@ -454,11 +458,8 @@ def test_image_pull_secrets_path_scoped_legacy_and_unreadable(
     wait_ready(op, "scoped", app_ns, "1/1", timeout=90)
     wait_ready(op, "legacy", app_ns, "1/1", timeout=90)
 
-    def stalled() -> dict[str, Any] | None:
-        found = conditions(op.get("app", "broken", app_ns)).get("Stalled", {})
-        return found if found.get("status") == "True" else None
-
-    condition = op.wait_for("broken pull Secret reported", stalled, timeout=30)
+    stalled = app_when(op, "broken", app_ns, "Stalled", status="True")
+    condition = conditions(op.wait_for("broken pull Secret reported", stalled, timeout=30))["Stalled"]
     assert condition["reason"] == "CredentialsMissing"
     assert "image pull Secret broken" in condition["message"]
     assert "base64" in condition["message"]
@@ -474,11 +475,7 @@ def test_an_untrusted_registry_certificate_is_stalled_not_retried(
     push_image(registry_tls, "status/tls", "v1", STANDARD_IMAGES["single-port"])
     op.apply(app("tls", ns, f"{registry_tls.host}/status/tls:v1"))
 
-    def stalled() -> dict[str, Any] | None:
-        obj = op.get("app", "tls", ns)
-        return obj if conditions(obj).get("Stalled", {}).get("status") == "True" else None
-
-    found = op.wait_for("Stalled", stalled, timeout=60)
+    found = op.wait_for("Stalled", app_when(op, "tls", ns, "Stalled", status="True"), timeout=60)
     conds = conditions(found)
     assert conds["Stalled"]["reason"] == "RegistryUnavailable"
     assert "WHARF_REGISTRY_CA_BUNDLE" in conds["Stalled"]["message"]
@@ -505,11 +502,7 @@ def test_status_of_a_new_image_keeps_nothing_of_the_old_one(
 
     op.apply(app("switch", app_ns, f"{repo}:bare", memory="64M"))
 
-    def stalled() -> dict[str, Any] | None:
-        obj = op.get("app", "switch", app_ns)
-        return obj if conditions(obj).get("Stalled", {}).get("reason") == "NoStartCommand" else None
-
-    bare = op.wait_for("NoStartCommand", stalled, timeout=30)
+    bare = op.wait_for("NoStartCommand", app_when(op, "switch", app_ns, "Stalled", reason="NoStartCommand"), timeout=30)
     assert "cmd" not in bare["status"]["image"]
     assert bare["status"]["image"]["digest"] != running_digest
     # A pod event makes the operator reconcile again: it must still refuse, and keep the old instances running.
@@ -581,15 +574,6 @@ def test_a_new_app_is_in_progress_before_the_registry_answers(
 
 
 # -- instances that cannot be created or scheduled ------------------------------------------------------------
-def ready_reason(op: Operator, name: str, ns: str, reason: str) -> Any:
-    def check() -> dict[str, Any] | None:
-        obj = op.get("app", name, ns)
-        ready = conditions(obj).get("Ready", {})
-        return obj if ready.get("status") == "False" and ready.get("reason") == reason else None
-
-    return check
-
-
 def warning_reasons(op: Operator, name: str, ns: str) -> list[str]:
     return [e["reason"] for e in op.app_events(ns, name) if e["type"] == "Warning"]
 
@@ -614,7 +598,10 @@ def test_a_resource_quota_refusing_the_instances_is_stalled_with_its_message_and
     push_image(registry_plain, "status/quota", "v1", STANDARD_IMAGES["single-port"])
     op.apply(app("quota", app_ns, f"{registry_plain.host}/status/quota:v1"))
 
-    refused = op.wait_for("Ready False InstancesForbidden", ready_reason(op, "quota", app_ns, "InstancesForbidden"))
+    refused = op.wait_for(
+        "Ready False InstancesForbidden",
+        app_when(op, "quota", app_ns, "Ready", status="False", reason="InstancesForbidden"),
+    )
     conds = conditions(refused)
     message = conds["Ready"]["message"]
     # The apiserver's words, as the Deployment controller copied them from the ReplicaSet, and what to change.
@@ -657,7 +644,9 @@ def test_more_memory_than_any_node_has_is_unschedulable_stalls_at_the_progress_d
     # The fake nodes have 1Ti of memory (tests/harness/kwok-stages.yaml).
     op.apply(app("big", app_ns, image, memory="2T"))
 
-    waiting = op.wait_for("Ready False Unschedulable", ready_reason(op, "big", app_ns, "Unschedulable"))
+    waiting = op.wait_for(
+        "Ready False Unschedulable", app_when(op, "big", app_ns, "Ready", status="False", reason="Unschedulable")
+    )
     conds = conditions(waiting)
     message = conds["Ready"]["message"]
     (pending,) = pods(op, "big", app_ns)
@@ -684,10 +673,7 @@ def test_more_memory_than_any_node_has_is_unschedulable_stalls_at_the_progress_d
         "patch", "deployment", "big-web", "-n", app_ns, "--type=merge", "-p", '{"spec":{"progressDeadlineSeconds":2}}'
     )
 
-    def gave_up() -> dict[str, Any] | None:
-        obj = op.get("app", "big", app_ns)
-        stalled = conditions(obj).get("Stalled", {})
-        return obj if stalled.get("status") == "True" else None
+    gave_up = app_when(op, "big", app_ns, "Stalled", status="True")
 
     stalled = op.wait_for("Stalled ProgressDeadlineExceeded", gave_up, timeout=30)
     conds = conditions(stalled)
@@ -738,11 +724,8 @@ def test_a_password_secret_that_goes_missing_keeps_what_runs(
     op.cluster.kubectl("delete", "secret", "keep-pass", "-n", app_ns)
     op.cluster.kubectl("annotate", "app", "keep", "-n", app_ns, "example.com/touched=1")  # a reconcile, now
 
-    def stalled() -> dict[str, Any] | None:
-        found = conditions(op.get("app", "keep", app_ns)).get("Stalled", {})
-        return found if found.get("reason") == "CredentialsMissing" else None
-
-    condition = op.wait_for("CredentialsMissing", stalled, timeout=30)
+    stalled = app_when(op, "keep", app_ns, "Stalled", reason="CredentialsMissing")
+    condition = conditions(op.wait_for("CredentialsMissing", stalled, timeout=30))["Stalled"]
     assert "keep-pass" in condition["message"]
     assert op.get("secret", "keep-registry", app_ns) is not None
     after = op.get("deployment", "keep-web", app_ns) or {}

@@ -23,6 +23,7 @@ import pytest
 
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
+from harness.merge_patch import apply_merge_patch
 from harness.registry import RegistryServer
 from wharf.api.image import ExposedPort, ImageFacts
 from wharf.config import RootUserPolicy, Settings
@@ -172,19 +173,6 @@ def test_the_namespace_really_enforces_restricted(wharf_operator: Operator, user
 
 
 # -- the refuse policy -------------------------------------------------------------------------------------
-def _merged(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386, as the apiserver applies a merge patch."""
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping):
-            result[key] = _merged(result.get(key) if isinstance(result.get(key), Mapping) else {}, value)
-        else:
-            result[key] = value
-    return result
-
-
 class FakeKube:
     """Just enough of wharf.kube.Kube for one App's reconcile: remembers what the Reconciler writes."""
 
@@ -197,7 +185,7 @@ class FakeKube:
         return self.app
 
     async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.app = {**self.app, "status": _merged(self.app.get("status") or {}, status)}
+        self.app = {**self.app, "status": apply_merge_patch(self.app.get("status") or {}, status)}
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         return None

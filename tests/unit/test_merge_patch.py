@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.merge_patch import apply_merge_patch
 from wharf.kube.merge_patch import merge_patch
-
-
-def apply(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 section 2, as the apiserver applies a merge patch."""
-    result = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping):
-            nested = result.get(key)
-            result[key] = apply(nested if isinstance(nested, Mapping) else {}, value)
-        else:
-            result[key] = value
-    return result
 
 
 def test_a_key_the_new_status_lacks_is_deleted() -> None:
@@ -31,7 +17,7 @@ def test_a_key_the_new_status_lacks_is_deleted() -> None:
     after = {"image": {"digest": "sha256:2"}}
     patch = merge_patch(before, after)
     assert patch == {"image": {"digest": "sha256:2", "entrypoint": None, "cmd": None}, "runAsNote": None}
-    assert apply(before, patch) == after
+    assert apply_merge_patch(before, patch) == after
 
 
 def test_equal_documents_need_no_patch() -> None:
@@ -55,4 +41,4 @@ OBJECTS = st.dictionaries(st.text(max_size=3), NO_NULLS, max_size=4)
 
 @given(OBJECTS, OBJECTS)
 def test_the_patch_turns_before_into_after(before: dict[str, Any], after: dict[str, Any]) -> None:
-    assert apply(before, merge_patch(before, after)) == after
+    assert apply_merge_patch(before, merge_patch(before, after)) == after
