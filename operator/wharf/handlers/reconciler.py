@@ -233,12 +233,16 @@ class Reconciler:
 
         # Without the password (its Secret gone or renamed), applying would drop the pull Secret the running pods
         # pull with, and the next pod that starts could not: what runs stays as it is until the Secret is back (S14).
-        if resolution.error_reason is not Reason.CREDENTIALS_MISSING:
+        converge = resolution.error_reason is not Reason.CREDENTIALS_MISSING
+        if converge:
             refused = await self._apply(app, rendered)
             if refused is not None:
                 await self._report(app, previous, refused, resolution, None, None)
                 return "blocked"
-        observation = await self._observation(app, rendered)
+        owned = await self._owned(app)  # after the apply: the Deployments' generations are the ones just applied
+        if converge:
+            await self._prune(app, rendered, owned)
+        observation = await self._observation(app, rendered, owned["Deployment"])
         await self._report(app, previous, None, resolution, rendered, observation)
         _retry_if_transient(resolution)
         return "failed" if resolution.failed else "ok"
@@ -305,8 +309,8 @@ class Reconciler:
         return bound
 
     async def _apply(self, app: App, rendered: Rendered) -> Blocked | None:
-        """Apply what the App asks for, then prune what it owns and no longer asks for (a process type, the
-        routes, a derived Secret). An object the apiserver refuses comes back as the reason the App is blocked."""
+        """Apply what the App asks for. An object the apiserver refuses comes back as the reason the App is
+        blocked."""
         for obj in rendered.objects:
             try:
                 await self._kube.apply(obj)
@@ -315,13 +319,23 @@ class Reconciler:
                     raise  # the apiserver or the network: kopf retries
                 kind, name = obj["kind"], obj["metadata"]["name"]
                 return Blocked(Reason.APPLY_REFUSED, f"the apiserver refused the {kind} {name}: {_fix_for(error)}")
-        wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
+        return None
+
+    async def _owned(self, app: App) -> dict[str, list[dict[str, Any]]]:
+        """The objects carrying the App's label, for each listable kind wharf may render (by kind)."""
+        owned: dict[str, list[dict[str, Any]]] = {}
         for api_version, kind in owned_kinds(self._settings):
             try:
-                owned = await self._kube.list(api_version, kind, app.namespace, {APP_LABEL: app.name})
-            except NotFoundError:  # the cluster does not serve the kind (no Gateway API): nothing to prune
-                continue
-            for obj in owned:
+                owned[kind] = await self._kube.list(api_version, kind, app.namespace, {APP_LABEL: app.name})
+            except NotFoundError:  # the cluster does not serve the kind (no Gateway API): there are none
+                owned[kind] = []
+        return owned
+
+    async def _prune(self, app: App, rendered: Rendered, owned: dict[str, list[dict[str, Any]]]) -> None:
+        """Delete what the App owns and no longer asks for: a process type, the routes, a derived Secret."""
+        wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
+        for api_version, kind in owned_kinds(self._settings):
+            for obj in owned[kind]:
                 name = obj["metadata"]["name"]
                 if _owned_by(obj, app) and (kind, name) not in wanted:
                     await self._kube.delete(api_version, kind, app.namespace, name)
@@ -330,12 +344,9 @@ class Reconciler:
                 secret = await self._kube.get("v1", "Secret", app.namespace, name)
                 if secret is not None and _owned_by(secret, app):
                     await self._kube.delete("v1", "Secret", app.namespace, name)
-        return None
 
-    async def _observation(self, app: App, rendered: Rendered) -> Observation:
-        selector = {APP_LABEL: app.name}
-        deployments = await self._kube.list("apps/v1", "Deployment", app.namespace, selector)
-        pods = await self._kube.list("v1", "Pod", app.namespace, selector)
+    async def _observation(self, app: App, rendered: Rendered, deployments: list[dict[str, Any]]) -> Observation:
+        pods = await self._kube.list("v1", "Pod", app.namespace, {APP_LABEL: app.name})
         return _observe(deployments, pods, rendered)
 
     async def _report(
