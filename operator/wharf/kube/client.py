@@ -18,7 +18,7 @@ from kubernetes import config as k8s_config
 
 from wharf.api.app import GROUP, PLURAL, VERSION
 from wharf.kube.errors import ConflictError, KubeError, NotFoundError
-from wharf.render.names import FIELD_MANAGER
+from wharf.render.names import FIELD_MANAGER, selector_text
 
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -163,9 +163,8 @@ class Kube:
     async def list(
         self, api_version: str, kind: str, namespace: str, selector: Mapping[str, str]
     ) -> list[dict[str, Any]]:
-        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
         result = await self._call(
-            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": label_selector}
+            "GET", collection_path(api_version, kind, namespace), query={"labelSelector": selector_text(selector)}
         )
         return cast(list[dict[str, Any]], result.get("items") or [])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 from wharf.api.app import App
 
@@ -47,10 +48,15 @@ def selector(app: App, process_type: str) -> dict[str, str]:
     return {APP_LABEL: app.name, PROCESS_LABEL: process_type}
 
 
+def selector_text(labels: Mapping[str, str]) -> str:
+    """Labels as a label-selector string (`k=v,k=v`), the form the API takes and reports."""
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
 def label_selector(app: App, process_type: str) -> str:
-    """`selector` as a label-selector string (`k=v,k=v`), the form a scale subresource reports: a
-    HorizontalPodAutoscaler targeting the App reads it to find the pods whose metrics it averages."""
-    return ",".join(f"{key}={value}" for key, value in selector(app, process_type).items())
+    """`selector` as a label-selector string, the form a scale subresource reports: a HorizontalPodAutoscaler
+    targeting the App reads it to find the pods whose metrics it averages."""
+    return selector_text(selector(app, process_type))
 
 
 def label_value(text: str) -> str:

@@ -41,6 +41,11 @@ class ProcessObservation:
     updated: int
     rolled_out: bool  # the Deployment controller has seen our spec and finished rolling
 
+    @property
+    def complete(self) -> bool:
+        """Rolled out, with every desired instance updated and available."""
+        return self.rolled_out and self.available >= self.desired and self.updated >= self.desired
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -164,9 +169,8 @@ def compute(
     processes = observation.processes if observation else []
     desired = sum(p.desired for p in processes)
     available = sum(p.available for p in processes)
-    rolled_out = bool(processes) and all(p.rolled_out for p in processes)
-    all_available = rolled_out and all(p.available >= p.desired and p.updated >= p.desired for p in processes)
-    short = {p.type for p in processes if not (p.rolled_out and p.available >= p.desired and p.updated >= p.desired)}
+    all_available = bool(processes) and all(p.complete for p in processes)
+    short = {p.type for p in processes if not p.complete}
     # What Kubernetes says about the processes that miss instances (a stale word about a complete one is no cause).
     stuck = [p for p in observation.rollout if p.process in short] if observation else []
 
