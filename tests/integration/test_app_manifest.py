@@ -548,6 +548,7 @@ def test_routes_without_routing_enabled_create_no_routing_objects_and_say_so(
 def test_ingress_routes_follow_the_manifest_and_are_pruned(
     solo_operator: SoloOperator, registry_plain: RegistryServer
 ) -> None:
+    # S11: routes become an Ingress when the admin enables it; `no-route: true` means no routing objects
     op, ns = solo_operator({"WHARF_ROUTING": "ingress", "WHARF_INGRESS_CLASS": "nginx"})
     push_image(registry_plain, "manifest/ingress", "v1", STANDARD_IMAGES["single-port"])
     image = f"{registry_plain.host}/manifest/ingress:v1"
@@ -570,7 +571,7 @@ def test_ingress_routes_follow_the_manifest_and_are_pruned(
 def test_an_object_the_apiserver_refuses_is_reported_not_retried_blindly(
     solo_operator: SoloOperator, registry_plain: RegistryServer
 ) -> None:
-    # Gateway routing enabled on a cluster without the Gateway API: the HTTPRoute cannot be created. The App says
+    # S11: Gateway routing enabled on a cluster without the Gateway API: the HTTPRoute cannot be created. The App says
     # so (Stalled, ApplyRefused, the apiserver's words and what to check) instead of showing nothing.
     op, ns = solo_operator({"WHARF_ROUTING": "gateway", "WHARF_GATEWAY_NAME": "edge"})
     push_image(registry_plain, "manifest/gateway", "v1", STANDARD_IMAGES["single-port"])

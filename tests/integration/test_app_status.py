@@ -541,7 +541,7 @@ def _watched(stream: str) -> list[dict[str, Any]]:
 def test_a_new_app_is_in_progress_before_the_registry_answers(
     wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
 ) -> None:
-    # kstatus: an App with no status at all reads as Current, so Flux's `wait` and `kubectl wait` could pass before
+    # S14, kstatus: an App with no status at all reads as Current, so Flux's `wait` and `kubectl wait` could pass before
     # wharf looked at it. The first status written says InProgress (Reconciling, observedGeneration) at once.
     op = wharf_operator
     push_image(registry_plain, "status/first", "v1", STANDARD_IMAGES["single-port"])
@@ -743,7 +743,7 @@ def _apps_gauge(op: Operator) -> float:
 
 
 def test_a_deleted_app_is_forgotten(wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str) -> None:
-    # Apps carry no finalizer, so no delete handler runs: the operator forgets a deleted App when it next looks
+    # S15: Apps carry no finalizer, so no delete handler runs: the operator forgets a deleted App when it next looks
     # (its pods going away). The wharf_apps gauge counts only Apps that exist.
     op = wharf_operator
     push_image(registry_plain, "status/forget", "v1", STANDARD_IMAGES["single-port"])

@@ -139,11 +139,12 @@ def test_sidecar_names_are_unique() -> None:
     ],
 )
 def test_metadata_labels_are_kubernetes_labels(labels: dict[str, str], bad: str) -> None:
-    # The manifest's metadata lands on created objects: what the apiserver would refuse is refused here
+    # S1: the manifest's metadata lands on created objects: what the apiserver would refuse is refused here
     _refused(bad, {"metadata": {"labels": labels}})
 
 
 def test_metadata_annotation_keys_are_qualified_names() -> None:
+    # S1
     _refused("keys a b are not [prefix/]name", {"metadata": {"annotations": {"a b": "x"}}})
     assert _spec({"metadata": {"annotations": {"example.com/contact": "a b c"}}}).manifest.metadata is not None
 
