@@ -181,14 +181,14 @@ def test_unknown_keys_are_refused(manifest: dict[str, Any], spec: dict[str, Any]
 @pytest.mark.parametrize(
     ("manifest", "match"),
     [
-        ({"memory": "1GiB"}, "not a CF byte quantity"),
-        ({"disk_quota": "lots"}, "not a CF byte quantity"),
+        ({"memory": "1GiB"}, "must use a supported unit"),
+        ({"disk_quota": "lots"}, "must use a supported unit"),
         ({"timeout": 181}, "less than or equal to 180"),
         ({"timeout": 0}, "greater than or equal to 1"),
         ({"health-check-type": "tcp"}, "health-check-type"),
         ({"health-check-http-endpoint": "health", "health-check-type": "http"}, "should match pattern"),
         ({"processes": [{"type": "Worker"}]}, "should match pattern"),
-        ({"routes": [{"route": "bad host"}]}, "should match pattern"),
+        ({"routes": [{"route": "bad host"}]}, "is not a route Kubernetes can carry"),
         ({"sidecars": [{"name": "s", "process_types": ["nope"], "command": "x"}]}, "unknown process types: nope"),
     ],
 )
