@@ -69,10 +69,15 @@ def test_reserved_env_keys_are_refused(key: str) -> None:
     _refused(f"env keys {key} are set by the platform", {"env": {key: "x", "OK": "y"}})
 
 
-@pytest.mark.parametrize("value", [True, False, 1.5, None, {"nested": 1}, ["a"]])
+@pytest.mark.parametrize("value", [True, False, 1.5, {"nested": 1}, ["a"]])
 def test_env_values_are_strings_or_integers_as_in_the_crd(value: object) -> None:
     # S9: the CRD's int-or-string refuses other YAML scalars; the model says to quote them
     _refused("env values are strings or integers: quote the value of FLAG", {"env": {"FLAG": value}})
+
+
+def test_an_env_key_without_a_value_is_refused_saying_what_to_write() -> None:
+    # S9, S20: `KEY:` with nothing after it (YAML null), common in real manifests
+    _refused('env FLAG have no value: give each a value (write "" for empty) or remove it', {"env": {"FLAG": None}})
 
 
 def test_env_keys_that_merely_contain_reserved_words_are_fine() -> None:

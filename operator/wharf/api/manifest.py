@@ -276,6 +276,11 @@ class Manifest(ProcessSettings):
     @classmethod
     def _scalar_env(cls, env: object) -> object:
         if isinstance(env, dict):
+            empty = sorted(str(k) for k, v in env.items() if v is None)
+            if empty:
+                raise ValueError(
+                    f'env {", ".join(empty)} have no value: give each a value (write "" for empty) or remove it'
+                )
             bad = sorted(str(k) for k, v in env.items() if isinstance(v, bool) or not isinstance(v, str | int))
             if bad:
                 raise ValueError(
@@ -294,6 +299,17 @@ class Manifest(ProcessSettings):
                 "(keys starting VCAP_ or VMC_, and PORT, are reserved)"
             )
         return env
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _services_list(cls, services: object) -> object:
+        # cf v5 manifests gave services as a map of instance definitions; cf v6 and later take a list of names.
+        if services is not None and not isinstance(services, list | tuple):
+            raise ValueError(
+                "services is a list of service instance names (- my-db) or {name: ..., binding_name: ...} entries; "
+                "create the service instances themselves separately (with wharf: a Secret per service)"
+            )
+        return services
 
     @field_validator("processes")
     @classmethod

@@ -168,7 +168,8 @@ def read_manifest(
     try:
         document = yaml.safe_load(text)  # anchors, aliases and `<<` merge keys as YAML 1.1 has them
     except yaml.YAMLError as error:
-        raise ManifestError(f"{source} is not valid YAML: {error}") from None
+        hint = " (YAML takes spaces, not tabs: replace the tab)" if "'\\t'" in str(error) else ""
+        raise ManifestError(f"{source} is not valid YAML{hint}: {error}") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
