@@ -145,8 +145,10 @@ def wait_until_ready(kube: Kube, name: str, say: Callable[[str], None], timeout:
         for warning in status.get("warnings") or []:
             once(f"Warning: {warning}")
         ready = views.condition(app, ConditionType.READY)
-        if views.current(app, ready) and ready.get("status") == "False" and ready.get("reason") in _PULL_FAILURES:
-            message = str(ready.get("message", ""))
+        message = str(ready.get("message", ""))
+        pull_failed = ready.get("reason") in _PULL_FAILURES or message.startswith(_CONTAINER_FAILURE)
+        if views.current(app, ready) and ready.get("status") == "False" and pull_failed:
+            # At once, as cf push reports a failed start; the App keeps retrying, as the kubelet does.
             if not message.startswith(_CONTAINER_FAILURE):
                 message = f"{_CONTAINER_FAILURE}: {message}"
             return False, message
