@@ -326,22 +326,38 @@ applications:
     assert env["SPRING_PROFILES_ACTIVE"] == "cloud"
 
 
-def test_legacy_keys_are_refused_as_unknown(
+def test_cf_cli_keys_are_accepted_and_v6_route_keys_need_a_default_domain(
     wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
 ) -> None:
+    # S20: lifecycle, route protocol/options and the v6 keys are accepted at kubectl apply; without a default
+    # domain the v6 keys are refused by the operator naming `routes`; unknown keys stay unknown.
     op = wharf_operator
-    for key, value in (
-        ("hosts", ["shop"]),
-        ("domains", ["example.com"]),
-        ("no-hostname", True),
-        ("host", "shop"),
-        ("domain", "example.com"),
-    ):
-        out = op.apply(app("legacy", app_ns, f"{registry_plain.host}/manifest/pasted:v1", {key: value}), check=False)
-        assert out.returncode != 0, key
-        assert "unknown field" in out.stderr, out.stderr
-        assert key in out.stderr, out.stderr
-    assert op.get("app", "legacy", app_ns) is None
+    push_image(registry_plain, "manifest/v6", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/manifest/v6:v1"
+    accepted = {
+        "lifecycle": "buildpack",
+        "memory": "64M",
+        "routes": [{"route": "shop.example.com", "protocol": "http2", "options": {"loadbalancing": "least-request"}}],
+    }
+    op.apply(app("modern", app_ns, image, accepted))
+    op.wait_for("App Ready", lambda: ready(op, "modern", app_ns), timeout=60)
+    warnings = (op.get("app", "modern", app_ns) or {})["status"]["warnings"]
+    assert "lifecycle: buildpack is ignored for image apps" in warnings
+    assert any("loadbalancing is not applied to shop.example.com (least-request)" in w for w in warnings)
+
+    for key, value in (("hosts", ["shop"]), ("host", "shop"), ("no-hostname", True)):
+        op.apply(app("legacy", app_ns, image, {key: value, "memory": "64M"}))
+        stalled = op.wait_for(
+            f"{key}: Stalled naming routes",
+            lambda: (c := op.condition("legacy", app_ns, "Stalled")).get("status") == "True" and c,
+            timeout=45,
+        )
+        assert stalled["reason"] == "InvalidSpec", stalled
+        assert "this cluster has no default domain: write routes instead" in stalled["message"], stalled
+        op.cluster.kubectl("delete", "app", "legacy", "-n", app_ns, "--wait")
+    out = op.apply(app("unknown", app_ns, image, {"colour": "blue"}), check=False)
+    assert out.returncode != 0
+    assert "unknown field" in out.stderr, out.stderr
 
 
 # -- S9: services from Secrets ------------------------------------------------------------------------------------

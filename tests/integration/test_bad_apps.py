@@ -73,14 +73,17 @@ class Reported:
     secrets: list[dict[str, Any]] = field(default_factory=list)
 
 
+UNIT = "must use a supported unit: B, K, KB, M, MB, G, GB, T, or TB (write, e.g., 512M or 1G)"
+ROUTE_WORDS = "is not a route Kubernetes can carry: write HOST.DOMAIN[:PORT][/PATH]"
 REFUSED: dict[str, Refused] = {
     # S4: CF byte units only
-    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", "should match")),
-    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", "should match")),
-    "disk-quota-gigs": Refused("S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", "should match")),
-    "process-memory-bad": Refused(
-        "S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", "should match")
-    ),
+    # (S20: in the CF API's words, never a regular expression)
+    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", UNIT)),
+    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", UNIT)),
+    "memory-bare-number": Refused("S20", spec(memory=1024), ("spec.manifest.memory", "'1024' " + UNIT)),
+    "memory-bare-string": Refused("S20", spec(memory="512"), ("spec.manifest.memory", "'512' " + UNIT)),
+    "disk-quota-gigs": Refused("S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", UNIT)),
+    "process-memory-bad": Refused("S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", UNIT)),
     # S4: instances are a count
     "instances-negative": Refused("S4", spec(instances=-1), ("spec.manifest.instances", "greater than or equal to 0")),
     # S10: health checks
@@ -198,7 +201,12 @@ REFUSED: dict[str, Refused] = {
         ("no-route: true and routes cannot both be given: remove one",),
     ),
     "route-not-a-hostname": Refused(
-        "S11", spec(routes=[{"route": "shop-.example..com"}]), ("spec.manifest.routes[0].route", "should match")
+        "S11", spec(routes=[{"route": "shop-.example..com"}]), ("spec.manifest.routes[0]", ROUTE_WORDS)
+    ),
+    "route-host-underscore": Refused(
+        "S20",
+        spec(routes=[{"route": "fortune_teller.example.com"}]),
+        ("route fortune_teller.example.com " + ROUTE_WORDS, "write fortune-teller.example.com"),
     ),
     # S15: state
     "state-running": Refused(

@@ -293,30 +293,45 @@ def test_a_push_interrupted_while_applying_applies_each_app_whole_or_not_at_all(
     push_image(registry_plain, "cli/many", "v1", STANDARD_IMAGES["single-port"])
     entries = [
         {"name": f"a{i}", "memory": "64M", "docker": {"image": f"{registry_plain.host}/cli/many:v1", "username": "u"}}
-        for i in range(6)
+        for i in range(16)
     ]
     (tmp_path / "manifest.yml").write_text(yaml.safe_dump({"applications": entries}))
-    for delay in (0.9, 1.3, 1.7):
+    interrupted_midway = False
+    namespaces = [app_ns] + [op.cluster.create_namespace(f"cli-{uuid.uuid4().hex[:8]}") for _ in range(2)]
+    for delay, ns in zip((0.0, 0.1, 0.3), namespaces, strict=True):
         process = subprocess.Popen(
-            wharf_command("-n", app_ns, "push", "--no-wait"),
+            wharf_command("-n", ns, "push", "--no-wait"),
             env=cli_env(op.cluster.kubeconfig, {"CF_DOCKER_PASSWORD": "pw"}),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert process.stdout is not None
+        assert "Pushing app a0" in process.stdout.readline()  # the applying has begun
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
-        assert process.returncode in (0, 130)
+        _, err = process.communicate(timeout=60)
+        # 130: interrupted (said so); 0 or -2: the push had finished (-2: the signal came while Python exited).
+        assert process.returncode in (0, 130, -2), err
+        applied = 0
+        found = json.loads(op.cluster.kubectl("get", "apps.wharf.dev,secrets", "-n", ns, "-o", "json").stdout)
+        by_name = {(o["kind"], o["metadata"]["name"]): o for o in found["items"]}
         for entry in entries:
-            app = op.get("app", str(entry["name"]), app_ns)
-            secret = op.get("secret", f"{entry['name']}-docker-password", app_ns)
+            app = by_name.get(("App", str(entry["name"])))
+            secret = by_name.get(("Secret", f"{entry['name']}-docker-password"))
             if app is not None:
+                applied += 1
                 assert secret is not None, f"{entry['name']}: App without its Secret"
                 assert [o["uid"] for o in secret["metadata"].get("ownerReferences", [])] == [app["metadata"]["uid"]]
             else:
                 assert secret is None, f"{entry['name']}: Secret without its App"
+        if process.returncode == 130:
+            assert "Interrupted." in err
+            interrupted_midway = interrupted_midway or 0 < applied < len(entries)
+    for ns in namespaces[1:]:
+        op.cluster.delete_namespace(ns)
+    assert interrupted_midway, "no Ctrl-C landed while the Apps were being applied"
 
 
 def test_progress_on_a_terminal_uses_a_spinner_and_plain_lines_otherwise(
