@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -512,7 +513,12 @@ def test_the_checker_catches_violations() -> None:
 def test_chart_crd_is_the_source_crd() -> None:
     chart_copy = CHART / "crds" / "app.yaml"
     assert CRD_SOURCE.is_file(), "crds/app.yaml (the source of truth) is missing"
-    assert chart_copy.resolve() == CRD_SOURCE.resolve() or chart_copy.read_bytes() == CRD_SOURCE.read_bytes()
+    # A real file, not a symlink: Flux's source-controller drops symlinks when it packs a GitRepository, and a
+    # HelmRelease from it would install the chart without the App CRD.
+    assert not chart_copy.is_symlink(), f"{chart_copy.relative_to(REPO)} must be a regular file, not a symlink"
+    assert chart_copy.read_bytes() == CRD_SOURCE.read_bytes(), (
+        f"{chart_copy.relative_to(REPO)} differs from crds/app.yaml: cp crds/app.yaml {chart_copy.relative_to(REPO)}"
+    )
     done = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
     crds = {
@@ -531,6 +537,27 @@ def test_chart_crd_is_the_source_crd() -> None:
     assert any(v["name"] == "v1alpha1" and "status" in v.get("subresources", {}) for v in app["versions"])
     # The RBAC names the same resource the CRD defines.
     assert ("wharf.dev", "apps/status", frozenset({"patch"})) in rules_of(one(template(), "ClusterRole", "wharf"))
+
+
+def test_packaged_chart_holds_the_crds_as_files(tmp_path: Path) -> None:
+    """`helm package` (what a chart repository, an OCI registry or Flux's HelmChart serves) carries every CRD
+    of the chart's crds/ as a regular file with the same bytes, and no warning about symlinks."""
+    done = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "symbolic link" not in done.stderr + done.stdout, done.stderr
+    (package,) = tmp_path.glob("wharf-*.tgz")
+    with tarfile.open(package) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        crds = sorted(name for name in members if name.startswith("wharf/crds/"))
+        assert crds == ["wharf/crds/app.yaml", "wharf/crds/kopf-peering.yaml"]
+        for name in crds:
+            assert members[name].isfile(), f"{name} is not a regular file in {package.name}"
+            extracted = tar.extractfile(members[name])
+            assert extracted is not None
+            assert extracted.read() == (CHART / name.removeprefix("wharf/")).read_bytes(), name
+        extracted = tar.extractfile(members["wharf/crds/app.yaml"])
+        assert extracted is not None
+        assert extracted.read() == CRD_SOURCE.read_bytes()
 
 
 def test_dockerfile_matches_the_chart() -> None:
