@@ -11,7 +11,7 @@
 #    of operator/Dockerfile unchanged, with PYTHON_IMAGE set to that base, VERSION (pyproject.toml) and
 #    REVISION (git) as build args for the OCI labels, and the commit time as the created timestamp.
 #    Written as an OCI layout under $WHARF_CACHE/images/<key>, keyed by every input; a layout already there is
-#    not built again.
+#    not built again (the three newest are kept). buildah's own storage lives only as long as the run.
 # 3. `skopeo copy` of that layout to --push's destination. The last line printed is the image's digest.
 #
 # Needs the Debian packages in deploy/apt-packages.txt (mmdebstrap, buildah, skopeo); scripts/setup.sh installs
@@ -68,56 +68,59 @@ if $refresh_base || [ ! -s "$base_tar" ]; then
   mv "$base_tar.tmp" "$base_tar"
 fi
 
-# buildah's own storage, kept in the cache so the imported base and the build's layers are reused.
-storage=(--root "$cache/buildah/root" --runroot "$cache/buildah/run" --storage-driver vfs)
+# buildah's storage is this run's own, deleted at the end: vfs copies every layer in full, so a kept store grows
+# by gigabytes a build, and concurrent builds never share one. What is worth keeping is cached elsewhere: the
+# base tarball above and the finished image below.
+work=$(mktemp -d "${TMPDIR:-/tmp}/wharf-build-image.XXXXXX")
+storage=(--root "$work/root" --runroot "$work/run" --storage-driver vfs)
+cleanup() { rm -rf --one-file-system "$work"; }  # vfs mounts nothing; never follow a leftover bind mount
+trap cleanup EXIT
 export BUILDAH_ISOLATION=chroot
-base_image="localhost/wharf-base:$base_key-$(sha256sum "$base_tar" | cut -c1-12)"
-if ! buildah "${storage[@]}" inspect --type image "$base_image" >/dev/null 2>&1; then
-  log "importing the base as $base_image"
+base_image="localhost/wharf-base:$base_key"
+
+# -- 2. the image --------------------------------------------------------------------------------------------
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$revision" != unknown ] && [ -n "$(git status --porcelain -- operator pyproject.toml README.md requirements 2>/dev/null)" ]; then
+  revision="$revision-dirty"
+fi
+created=$(git log -1 --format=%ct 2>/dev/null || echo "$BASE_EPOCH")
+inputs=$( { echo "$base_image $(sha256sum "$base_tar" | cut -c1-16) $version $revision $created"; cat operator/Dockerfile pyproject.toml README.md requirements/operator.lock;
+            find operator/wharf -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+layout="$cache/images/$inputs"
+tag="localhost/wharf:$version"
+if [ ! -f "$layout/index.json" ]; then
+  start=$(date +%s)
+  log "importing the base ($base_tar) as $base_image"
   ctr=$(buildah "${storage[@]}" from --quiet scratch)
   buildah "${storage[@]}" add --quiet "$ctr" "$base_tar" / >/dev/null
   buildah "${storage[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 --cmd python3 --os linux --arch "$(dpkg --print-architecture)" "$ctr"
   buildah "${storage[@]}" commit --quiet --timestamp "$BASE_EPOCH" --rm "$ctr" "$base_image" >/dev/null
-fi
-
-# -- 2. the image --------------------------------------------------------------------------------------------
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-if [ "$revision" != unknown ] && [ -n "$(git status --porcelain -- operator pyproject.toml requirements 2>/dev/null)" ]; then
-  revision="$revision-dirty"
-fi
-created=$(git log -1 --format=%ct 2>/dev/null || echo "$BASE_EPOCH")
-inputs=$( { echo "$base_image $version $revision $created"; cat operator/Dockerfile pyproject.toml README.md requirements/operator.lock;
-            find operator/wharf -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
-layout="$cache/images/$inputs"
-tag="localhost/wharf:$version"
-if [ ! -f "$layout/index.json" ]; then
-  log "building operator/Dockerfile with buildah (base $base_image, version $version, revision $revision)"
-  start=$(date +%s)
+  log "building operator/Dockerfile with buildah (version $version, revision $revision)"
   # pip in the build reaches PyPI as this machine does: through the host's CA bundle (a TLS-inspecting proxy's
   # CA is in it on CI machines) and its index, if one is set. Mounted for the RUN steps only: not in the image.
-  pip_conf=$(mktemp)
+  pip_conf="$work/pip.conf"
   { echo "[global]"; echo "cert = /etc/ssl/certs/ca-certificates.crt"
     [ -n "${PIP_INDEX_URL:-}" ] && echo "index-url = $PIP_INDEX_URL"; } > "$pip_conf"
   chmod 644 "$pip_conf"
   ca_bundle=${WHARF_BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   mounts=(-v "$pip_conf:/etc/pip.conf:ro")
   [ -f "$ca_bundle" ] && mounts+=(-v "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
-  buildah "${storage[@]}" bud --quiet --layers --isolation chroot --timestamp "$created" "${mounts[@]}" \
+  buildah "${storage[@]}" bud --quiet --isolation chroot --timestamp "$created" "${mounts[@]}" \
     --build-arg PYTHON_IMAGE="$base_image" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-    -f operator/Dockerfile -t "$tag" . >&2
-  rm -f "$pip_conf"
+    -f operator/Dockerfile -t "$tag" . >/dev/null
   rm -rf "$layout.tmp"
   mkdir -p "$(dirname "$layout")"
   buildah "${storage[@]}" push --quiet "$tag" "oci:$layout.tmp:$version" >&2
   rm -rf "$layout" && mv "$layout.tmp" "$layout"
+  # Keep the three newest images: enough for switching branches, bounded on disk (about 80 MB each).
+  ls -1td "$cache"/images/*/ | tail -n +4 | xargs -r rm -rf
   log "built in $(( $(date +%s) - start )) s"
 fi
 
 # -- 3. push -------------------------------------------------------------------------------------------------
-digestfile=$(mktemp)
-trap 'rm -f "$digestfile"' EXIT
+digestfile="$work/digest"
 if [ -n "$push" ]; then
   log "pushing to $push"
   skopeo copy --quiet --dest-tls-verify="$tls_verify" --digestfile "$digestfile" "oci:$layout:$version" "$push" >&2

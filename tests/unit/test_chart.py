@@ -571,6 +571,23 @@ def test_dockerfile_matches_the_chart() -> None:
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), "base image tag must be pinned"
 
 
+def test_dockerfile_uses_only_what_docker_and_buildah_share() -> None:
+    """scripts/build-image.sh (buildah 1.28) and `docker build` build the same file: plain Dockerfile
+    instructions only (no RUN --mount, no heredocs, no buildah-only syntax), the base from ARG PYTHON_IMAGE, and
+    the labels from build args."""
+    text = (REPO / "operator" / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    instructions = [line.split()[0] for line in logical.splitlines() if line.strip() and not line.startswith("#")]
+    shared = {"ARG", "FROM", "ENV", "RUN", "WORKDIR", "COPY", "LABEL", "USER", "EXPOSE", "ENTRYPOINT"}
+    assert set(instructions) <= shared
+    assert "--mount" not in logical
+    assert "<<" not in logical
+    assert re.findall(r"^FROM (\S+)", logical, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert 'org.opencontainers.image.version="${VERSION}"' in logical
+    assert 'org.opencontainers.image.revision="${REVISION}"' in logical
+    assert re.search(r"^nonroot:x:65532:65532:", text.replace("echo '", "\n"), re.M), "uid 65532 needs a passwd entry"
+
+
 def test_kind_config_maps_ingress_ports_and_the_registry_mirror() -> None:
     config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
