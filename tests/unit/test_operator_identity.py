@@ -1,5 +1,6 @@
-"""`wharf run`'s kopf identity: the pod's name when the chart gives it, and never a crash for a uid without a
-passwd entry (an image run under an arbitrary uid, without the chart's POD_ID)."""
+"""How `wharf run` names itself and finds the apiserver: the pod's name when the chart gives it, never a crash for a
+uid without a passwd entry (an image run under an arbitrary uid, without the chart's POD_ID), and in a pod the
+apiserver address the kubelet gives (no cluster DNS needed)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def test_a_uid_without_a_passwd_entry_is_named_by_number(monkeypatch: pytest.Mon
     monkeypatch.setattr(getpass, "getuser", no_entry)
     identity = own_identity({})
     assert identity.startswith(f"uid-{os.getuid()}@{socket.gethostname()}/"), identity
+
+
+def test_in_cluster_the_apiserver_is_where_the_kubelet_says() -> None:
+    # Not kopf's https://kubernetes.default.svc: that needs cluster DNS, which a hostNetwork pod may not have.
+    from wharf.handlers.operator import in_cluster_server
+
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}) == (
+        "https://10.96.0.1:443"
+    )
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}) == (
+        "https://[fd00::1]:6443"
+    )
+    assert in_cluster_server({}) is None
