@@ -9,7 +9,8 @@
 #    ~/.cache/wharf), keyed by its recipe; --refresh-base builds it again (to pick up Debian security updates).
 # 2. The image: `buildah bud` (vfs storage, --isolation chroot: no daemon, no overlay mounts, no user namespaces)
 #    of operator/Dockerfile unchanged, with PYTHON_IMAGE set to that base, VERSION (pyproject.toml) and
-#    REVISION (git) as build args for the OCI labels, and the commit time as the created timestamp.
+#    REVISION (the last git commit that changed the image's sources) as build args for the OCI labels, and that
+#    commit's time as the created timestamp.
 #    Written as an OCI layout under $WHARF_CACHE/images/<key>, keyed by every input; a layout already there is
 #    not built again (the three newest are kept). buildah's own storage lives only as long as the run.
 # 3. `skopeo copy` of that layout to --push's destination. The last line printed is the image's digest.
@@ -80,11 +81,16 @@ base_image="localhost/wharf-base:$base_key"
 
 # -- 2. the image --------------------------------------------------------------------------------------------
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-if [ "$revision" != unknown ] && [ -n "$(git status --porcelain -- operator pyproject.toml README.md requirements 2>/dev/null)" ]; then
+# The source revision: the last commit that changed what goes into the image (a commit touching only tests or
+# docs builds the same image, with the same labels and digest); "-dirty" when those files have local changes.
+image_sources=(operator/Dockerfile operator/wharf pyproject.toml README.md requirements/operator.lock)
+revision=$(git log -1 --format=%H -- "${image_sources[@]}" 2>/dev/null || true)
+created=$(git log -1 --format=%ct -- "${image_sources[@]}" 2>/dev/null || true)
+revision=${revision:-unknown}
+created=${created:-$BASE_EPOCH}
+if [ "$revision" != unknown ] && [ -n "$(git status --porcelain -- "${image_sources[@]}" 2>/dev/null)" ]; then
   revision="$revision-dirty"
 fi
-created=$(git log -1 --format=%ct 2>/dev/null || echo "$BASE_EPOCH")
 inputs=$( { echo "$base_image $(sha256sum "$base_tar" | cut -c1-16) $version $revision $created"; cat operator/Dockerfile pyproject.toml README.md requirements/operator.lock;
             find operator/wharf -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
 layout="$cache/images/$inputs"

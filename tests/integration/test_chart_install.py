@@ -343,8 +343,13 @@ def test_image_labels_carry_the_version_and_revision(release: Release) -> None:
     config = json.loads(out.stdout)
     labels = config["config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == VERSION
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    assert labels["org.opencontainers.image.revision"] in (head.stdout.strip(), f"{head.stdout.strip()}-dirty")
+    # The last commit that changed what goes into the image (scripts/build-image.sh), "-dirty" with local edits.
+    sources = ["operator/Dockerfile", "operator/wharf", "pyproject.toml", "README.md", "requirements/operator.lock"]
+    last = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", *sources], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", last), last
+    assert labels["org.opencontainers.image.revision"] in (last, f"{last}-dirty")
     assert config["config"]["User"] == "65532:65532"
     assert config["config"]["Entrypoint"] == ["wharf", "run"]
 
