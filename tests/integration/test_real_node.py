@@ -253,7 +253,8 @@ def test_vcap_and_cf_instance_variables_and_binding_files_inside_the_container(
         "--from-literal=type=postgresql",
     )  # fmt: skip
     op.cluster.kubectl("create", "secret", "generic", "cache", "-n", real_ns, "--from-literal=host=redis")
-    services = ["mydb", {"name": "cache", "binding_name": "my-cache"}]
+    # a binding name starting with `-` and holding a space: a directory of that name, as written
+    services = ["mydb", {"name": "cache", "binding_name": "-my cache"}]
     manifest = {"env": {"GREETING": "hello $USER"}, "services": services, "routes": [{"route": "env.example.com"}]}
     op.apply(app_body("env", real_ns, images["web"], **manifest))
     wait_ready(op, "env", real_ns, real_node)
@@ -278,13 +279,13 @@ def test_vcap_and_cf_instance_variables_and_binding_files_inside_the_container(
     assert env["CF_INSTANCE_ADDR"] == f"{pod['status']['podIP']}:8080"
     vcap_services = json.loads(env["VCAP_SERVICES"])
     bound = {s["name"]: s["credentials"] for entries in vcap_services.values() for s in entries}
-    assert bound == {"mydb": {"uri": "postgres://u:p@db/x", "type": "postgresql"}, "my-cache": {"host": "redis"}}
+    assert bound == {"mydb": {"uri": "postgres://u:p@db/x", "type": "postgresql"}, "-my cache": {"host": "redis"}}
     files = exec_in(
         op.cluster, real_ns, name, 'cd "$SERVICE_BINDING_ROOT" && for f in */*; do echo "$f=$(cat "$f")"; done'
-    ).split()
-    assert files == [
-        "my-cache/host=redis",
-        "my-cache/type=user-provided",
+    ).splitlines()
+    assert sorted(files) == [
+        "-my cache/host=redis",
+        "-my cache/type=user-provided",
         "mydb/type=postgresql",
         "mydb/uri=postgres://u:p@db/x",
     ]
