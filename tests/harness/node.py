@@ -26,6 +26,7 @@ import fcntl
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -408,6 +409,7 @@ state = "{self.workdir / "containerd" / "state"}"
         self._unmount_all()
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
         self._remove_cni_nat_rules()
+        _remove_kube_chains()
         shutil.rmtree(self.workdir / "cni-ipam", ignore_errors=True)
         _remove_pod_log_links(self.workdir / "pod-logs")
         if self._ip_forward_was is not None:
@@ -467,12 +469,34 @@ state = "{self.workdir / "containerd" / "state"}"
         out = subprocess.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True)
         for rule in out.stdout.splitlines():
             if f'name: \\"{CNI_NETWORK}\\"' in rule or f'name: "{CNI_NETWORK}"' in rule:
-                args = rule.split()
+                args = shlex.split(rule)
                 chain = args[args.index("-j") + 1] if "-j" in args else ""
-                subprocess.run(["sh", "-c", f"iptables -t nat {rule.replace('-A ', '-D ', 1)}"], capture_output=True)
+                subprocess.run(["iptables", "-t", "nat", "-D", *args[1:]], capture_output=True)
                 if chain.startswith("CNI-"):
                     subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
                     subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
+
+
+def _remove_kube_chains() -> None:
+    """The kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, in both IP families) and whatever kube-proxy
+    --cleanup left: rules jumping to a KUBE-* chain go, then the chains. One real node per machine (LOCK), so every
+    KUBE-* chain here is this node's."""
+    for binary in ("iptables", "ip6tables"):
+        if not shutil.which(binary):
+            continue
+        for table in ("filter", "nat", "mangle"):
+            out = subprocess.run([binary, "-t", table, "-S"], capture_output=True, text=True)
+            rules = out.stdout.splitlines()
+            chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
+            for rule in rules:
+                args = shlex.split(rule)  # comments are quoted: "kubernetes service portals"
+                if args[:1] == ["-A"] and not args[1].startswith("KUBE-") and "-j" in args:
+                    if args[args.index("-j") + 1].startswith("KUBE-"):
+                        subprocess.run([binary, "-t", table, "-D", *args[1:]], capture_output=True)
+            for chain in chains:
+                subprocess.run([binary, "-t", table, "-F", chain], capture_output=True)
+            for chain in chains:
+                subprocess.run([binary, "-t", table, "-X", chain], capture_output=True)
 
 
 def _remove_pod_log_links(pod_logs: Path) -> None:
