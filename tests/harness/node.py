@@ -490,9 +490,9 @@ def _remove_kube_chains() -> None:
             chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
             for rule in rules:
                 args = shlex.split(rule)  # comments are quoted: "kubernetes service portals"
-                if args[:1] == ["-A"] and not args[1].startswith("KUBE-") and "-j" in args:
-                    if args[args.index("-j") + 1].startswith("KUBE-"):
-                        subprocess.run([binary, "-t", table, "-D", *args[1:]], capture_output=True)
+                target = args[args.index("-j") + 1] if "-j" in args else ""
+                if args[:1] == ["-A"] and not args[1].startswith("KUBE-") and target.startswith("KUBE-"):
+                    subprocess.run([binary, "-t", table, "-D", *args[1:]], capture_output=True)
             for chain in chains:
                 subprocess.run([binary, "-t", table, "-F", chain], capture_output=True)
             for chain in chains:
