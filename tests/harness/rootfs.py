@@ -21,7 +21,8 @@ from pathlib import Path
 BUSYBOX = Path(shutil.which("busybox") or "/bin/busybox")
 APPLETS = (
     "sh", "httpd", "id", "cat", "echo", "printf", "sleep", "env", "ls", "mkdir", "touch", "rm", "dd", "df", "wc",
-    "grep", "head", "tr", "test", "[", "true", "false", "kill", "nc", "wget", "hostname", "stat", "sed", "seq",
+    "grep", "head", "tail", "sort", "cut", "tr", "test", "[", "true", "false", "kill", "nc", "wget", "hostname",
+    "stat", "sed", "seq",
 )  # fmt: skip
 # uid/gid and name of every user a test image may name (S7: a named USER, and the uid wharf runs it as)
 USERS = {"root": 0, "nginx": 101, "app": 1001, "nobody": 65534}
