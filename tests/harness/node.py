@@ -28,6 +28,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -406,6 +407,7 @@ state = "{self.workdir / "containerd" / "state"}"
             terminate_groups([p.popen.pid])
             self.procs.remove(p)
         self._kill_shims()
+        _remove_stale_shim_sockets()
         self._unmount_all()
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
         self._remove_cni_nat_rules()
@@ -475,6 +477,20 @@ state = "{self.workdir / "containerd" / "state"}"
                 if chain.startswith("CNI-"):
                     subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
                     subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
+
+
+def _remove_stale_shim_sockets() -> None:
+    """containerd 1.6 puts shim sockets in /run/containerd/s whatever its state dir; a killed shim leaves its socket.
+    Remove those nothing listens on any more (a live containerd's shims answer, so theirs stay)."""
+    directory = Path("/run/containerd/s")
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        with socket.socket(socket.AF_UNIX) as s, contextlib.suppress(OSError):
+            try:
+                s.connect(str(path))
+            except ConnectionRefusedError:
+                path.unlink()
 
 
 def _remove_kube_chains() -> None:
