@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from harness.cli import cli_env, run_wharf, wharf_command
 from harness.fixtures_operator import Operator, SoloOperator
-from harness.images import STANDARD_IMAGES, push_image
+from harness.images import RUNNABLE_IMAGES, STANDARD_IMAGES, push_image
+from harness.node import RealNode
 from harness.registry import TEST_PASSWORD, TEST_USERNAME, RegistryServer
 from wharf.cli.commands import cli
 
@@ -197,6 +198,9 @@ def test_push_flags_scale_stop_start_restart_restage_env_logs_delete(
     assert "[APP/PROC/WEB/0]" in logs.stdout + logs.stderr
     assert "[APP/PROC/WEB/1]" in logs.stdout + logs.stderr
 
+    # kubectl explain describes the manifest in CF's words (S20), from the apiserver's published schema.
+    explained = op.cluster.kubectl("explain", "apps.wharf.dev.spec.manifest.memory").stdout
+    assert "A number without a unit is refused, as the CF API refuses it" in " ".join(explained.split())
     # kubectl sees the same Apps by their full resource name (Argo CD's `app`/`apps` short names may clash).
     listed = op.cluster.kubectl("get", "apps.wharf.dev", "-n", app_ns, "-o", "name").stdout
     assert listed.split() == ["app.wharf.dev/hello"]
@@ -525,3 +529,44 @@ def test_real_manifests_are_accepted_and_reconciled_or_refused_in_cf_terms(
     # Most real manifests run as they are; the rest are refused saying what to write.
     assert len(applied) + len(refused) >= 25
     assert sum(1 for s in outcomes.values() if s == "True") >= 15, outcomes
+
+
+# -- logs from containers that really run -------------------------------------------------------------------------
+@pytest.mark.real_node
+def test_logs_tag_each_line_with_its_instance_from_a_real_node(
+    wharf_operator: Operator, real_node: RealNode, real_ns: str, registry_plain: RegistryServer
+) -> None:
+    # S20: `cf logs --recent` and following `cf logs`, from the kubelet of a real node
+    op = wharf_operator
+    push_image(registry_plain, "cli/web", "1", RUNNABLE_IMAGES["web"])
+    image = f"{registry_plain.host}/cli/web:1"
+    pushed = run_wharf(op.cluster.kubeconfig, "-n", real_ns, "push", "talker", "-o", image, "-i", "2", "-m", "64M")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr + real_node.logs(20)
+    recent = run_wharf(op.cluster.kubeconfig, "-n", real_ns, "logs", "talker", "--recent")
+    assert recent.returncode == 0, recent.stderr
+    for index in (0, 1):
+        assert any(
+            f" [APP/PROC/WEB/{index}] OUT serving as 1001 on 8080" in line for line in recent.stdout.splitlines()
+        ), recent.stdout
+    process = subprocess.Popen(
+        wharf_command("-n", real_ns, "logs", "talker"),
+        env=cli_env(op.cluster.kubeconfig),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 30
+        while not ("[APP/PROC/WEB/0]" in seen and "[APP/PROC/WEB/1]" in seen) and time.monotonic() < deadline:
+            seen += process.stdout.readline()
+        assert "Retrieving logs for app talker" in seen
+        assert "[APP/PROC/WEB/0] OUT serving as 1001 on 8080" in seen, seen
+        assert "[APP/PROC/WEB/1] OUT serving as 1001 on 8080" in seen, seen
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
