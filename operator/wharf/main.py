@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping
 
 import click
-import kopf
 
 from wharf import __version__
 from wharf.cli.commands import cli
@@ -90,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(argv: list[str]) -> int:
     """`wharf run ...`: the operator."""
+    import kopf  # here, not at the top: the CLI commands must not pay for importing the operator's framework
+
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     kopf.configure(

@@ -120,6 +120,13 @@ def test_push_a_whole_manifest_with_vars_and_a_private_registry(
     assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [app["metadata"]["uid"]]
     assert op.get("app", "myapp-4de339ce", app_ns) is not None
 
+    # A CF name that is itself the derived name of another app in the namespace is refused (collision-checked).
+    clash = run_wharf(
+        op.cluster.kubeconfig, "-n", app_ns, "push", "fortune-teller-159b35c9", "--no-manifest", "-o", "nginx"
+    )
+    assert clash.returncode == 1
+    assert "already used by app 'fortune_teller'" in clash.stderr, clash.stderr
+
     # apps / app show the CF names; -o json|yaml give data.
     listed = run_wharf(op.cluster.kubeconfig, "-n", app_ns, "apps")
     assert listed.returncode == 0, listed.stderr

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from wharf.api.app import GROUP, PLURAL, VERSION
 
@@ -34,7 +32,11 @@ class Target:
     namespace: str
 
 
-def _load(kubeconfig: str | None, context: str | None) -> tuple[k8s.Configuration, Target]:
+def _load(kubeconfig: str | None, context: str | None) -> tuple[Any, Target]:
+    # Imported here: the `kubernetes` package takes a second to import, and `wharf convert` never needs it.
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
     configuration = k8s.Configuration()
     try:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
