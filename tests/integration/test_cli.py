@@ -175,6 +175,7 @@ def test_push_flags_scale_stop_start_restart_restage_env_logs_delete(
 
     stopped = wharf("stop", "hello")
     assert stopped.returncode == 0, stopped.stderr
+    assert f"Stopping app hello in namespace {app_ns}..." in stopped.stdout
     assert _deployments(op, app_ns)["hello-web"]["spec"]["replicas"] == 0
     assert (op.get("app", "hello", app_ns) or {})["spec"]["state"] == "STOPPED"
     started = wharf("start", "hello")

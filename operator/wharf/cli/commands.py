@@ -487,6 +487,9 @@ def plan_check(resource: dict[str, Any]) -> None:
         raise ManifestError(validation_text(error)) from None
 
 
+_GERUNDS = {"start": "Starting", "stop": "Stopping", "restart": "Restarting", "restage": "Restaging"}
+
+
 def _state_command(verb: str, spec: Callable[[], dict[str, Any]], waits: bool, doc: str) -> None:
     @cli.command(name=verb, help=doc)
     @click.argument("name")
@@ -496,7 +499,7 @@ def _state_command(verb: str, spec: Callable[[], dict[str, Any]], waits: bool, d
         session = _session()
         kube = session.kube
         found = find_app(kube, name)
-        session.out.print(f"{verb.capitalize().rstrip('e')}ing app {name} in namespace {kube.namespace}...")
+        session.out.print(f"{_GERUNDS[verb]} app {name} in namespace {kube.namespace}...")
         _patch_spec(kube, found["metadata"]["name"], spec())
         _wait_and_show(kube, name, found["metadata"]["name"], waits and not no_wait)
 
