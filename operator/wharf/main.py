@@ -1,4 +1,5 @@
-"""`wharf run`: the operator's entry point (what the Helm chart's Deployment runs)."""
+"""The `wharf` console script: `wharf run` is the operator (what the Helm chart's Deployment runs); every other
+command is the CF users' command line (wharf.cli: push, convert, apps, app, logs, ...)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import socket
 import sys
 from collections.abc import Mapping
 
+import click
 import kopf
 
 from wharf import __version__
+from wharf.cli.commands import cli
 from wharf.config import Settings
 
 
@@ -68,7 +71,25 @@ def own_identity(environ: Mapping[str, str] | None = None) -> str:
     return f"{user}@{socket.gethostname()}/{now}/{secrets.token_hex(2)}"
 
 
+@cli.command(
+    name="run",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.pass_context
+def _run_command(ctx: click.Context) -> None:
+    """Run the operator (wharf run --help for its options)."""
+    sys.exit(run(["run", *ctx.args]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["run"]:
+        return run(arguments)
+    return int(cli.main(arguments, prog_name="wharf", standalone_mode=True) or 0)
+
+
+def run(argv: list[str]) -> int:
+    """`wharf run ...`: the operator."""
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     kopf.configure(
