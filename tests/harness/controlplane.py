@@ -104,12 +104,16 @@ def _stop_all() -> None:
         cp.stop()
 
 
-def _kubeconfig(server: str, ca: Path, pair: Pair, user: str) -> dict[str, Any]:
+def _kubeconfig(server: str, ca: Path, pair: Pair | None, user: str, token: str = "") -> dict[str, Any]:
+    """A kubeconfig for `user`: a client certificate (`pair`) or a bearer token."""
+    credentials = (
+        {"token": token} if pair is None else {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "wharf-test", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "wharf-test", "context": {"cluster": "wharf-test", "user": user}}],
         "current-context": "wharf-test",
     }
@@ -128,6 +132,7 @@ class ControlPlane:
         self.server = ""
         self.ca_file = self.workdir / "pki" / "ca.crt"
         self._admin: Pair | None = None
+        self._ca: CA | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -206,7 +211,7 @@ class ControlPlane:
                 raise ControlPlaneError(f"missing binary {self.bin_dir / name} (run tests/cluster/build-binaries.sh)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
-        ca = CA(pki, name="wharf-test-cluster-ca")
+        ca = self._ca = CA(pki, name="wharf-test-cluster-ca")
         serving = ca.issue(
             "kube-apiserver",
             hosts=(
@@ -342,6 +347,39 @@ class ControlPlane:
         self._wait("ServiceAccount default/default", lambda: self._get(sa_path) is not None)
         self._wait("fake nodes Ready and untainted", self._nodes_ready)
 
+    def restart(self, name: str = "kube-apiserver") -> None:
+        """SIGKILL one control-plane process (`name`, as in logs/) and start it again with the same flags; for the
+        apiserver, return once it is ready again. A fault test's crash, not a graceful stop."""
+        proc = next(p for p in self.procs if p.name == name)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(timeout=30)
+        self.procs.remove(proc)
+        args = proc.popen.args
+        assert isinstance(args, list), args
+        started = self._spawn(name, [str(a) for a in args])
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver /readyz after a restart", lambda: self._get("/readyz") == "ok", started)
+
+    def user_kubeconfig(self, user: str, group: str | None = None) -> Path:
+        """A kubeconfig for a user of its own (a client certificate: CN `user`, O `group`), with no permission
+        until RBAC grants it some."""
+        assert self._ca is not None, "start the control plane first"
+        pair = self._ca.issue(user, organization=group, client=True)
+        path = self.workdir / f"user-{user}.kubeconfig"
+        path.write_text(json.dumps(_kubeconfig(self.server, self.ca_file, pair, user), indent=2))
+        path.chmod(0o600)
+        return path
+
+    def token_kubeconfig(self, namespace: str, service_account: str) -> Path:
+        """A kubeconfig that acts as the ServiceAccount `namespace/service_account` (a token from TokenRequest), as
+        a GitOps controller in the cluster would."""
+        token = self.kubectl("create", "token", service_account, "-n", namespace, "--duration=1h").stdout.strip()
+        path = self.workdir / f"sa-{namespace}-{service_account}.kubeconfig"
+        path.write_text(json.dumps(_kubeconfig(self.server, self.ca_file, None, service_account, token), indent=2))
+        path.chmod(0o600)
+        return path
+
     def create_node(self, name: str, ip: str) -> None:
         node = {
             "apiVersion": "v1",
@@ -362,10 +400,16 @@ class ControlPlane:
 
     # -- access ----------------------------------------------------------------------------------------------
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """kubectl as the admin, or as the user of `kubeconfig` (user_kubeconfig, token_kubeconfig)."""
         result = subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,

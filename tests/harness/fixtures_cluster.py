@@ -66,10 +66,16 @@ class Cluster:
         return api
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl as the admin; with check=True a non-zero exit raises (stderr in the message)."""
-        return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout)
+        """Run kubectl as the admin (or as the user of `kubeconfig`: ControlPlane.user_kubeconfig,
+        token_kubeconfig); with check=True a non-zero exit raises (stderr in the message)."""
+        return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout, kubeconfig=kubeconfig)
 
     def create_namespace(self, name: str, restricted: bool = True, labels: dict[str, str] | None = None) -> str:
         all_labels = dict(labels or {})

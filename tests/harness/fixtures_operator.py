@@ -36,6 +36,8 @@ from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "app.yaml"
+# S18: the chart's admission policy, installed with the CRD wherever the harness runs wharf (tests, run-local).
+ADMISSION_POLICY = ROOT / "deploy" / "helm" / "wharf" / "admission" / "app-secret-access.yaml"
 # Namespaces the session operator leaves alone (a kopf negated glob), so a test may run a second operator with
 # other cluster-admin settings there (e.g. WHARF_ROOT_USER_POLICY=refuse) without the two fighting over an App.
 SOLO_NAMESPACES = "wharf-solo-*"
@@ -90,6 +92,7 @@ def _start(
     extra_insecure: tuple[str, ...] = (),
 ) -> Operator:
     cluster.kubectl("apply", "-f", str(CRD))
+    cluster.kubectl("apply", "-f", str(ADMISSION_POLICY))
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
     # Established comes before the resource's storage answers (429 "storage is (re)initializing"): the operator
     # starts once Apps can be listed, so its first watches do not begin with retries.
