@@ -14,7 +14,7 @@ from wharf.status.compute import Observation, ProcessObservation, Resolution, co
 from wharf.status.conditions import find
 from wharf.status.routes import RouteClaim, claim_of, overlapping, route_conflict
 
-T = ["2024-05-01T10:00:0%dZ" % i for i in range(10)]
+T = [f"2024-05-01T10:00:0{i}Z" for i in range(10)]
 INGRESS = Settings(routing=Routing.INGRESS, routing_annotations={"cert-manager.io/cluster-issuer": "letsencrypt"})
 GATEWAY = Settings(routing=Routing.GATEWAY, gateway_name="edge")
 
