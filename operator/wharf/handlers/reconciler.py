@@ -384,7 +384,13 @@ class Reconciler:
         before = previous.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
         patch = merge_patch(before, status.model_dump(mode="json", by_alias=True, exclude_none=True))
         if patch:
-            await self._kube.patch_app_status(app.namespace, app.name, patch)
+            try:
+                await self._kube.patch_app_status(app.namespace, app.name, patch)
+            except NotFoundError:
+                # Deleted while this reconcile ran (a pod or Deployment event came after the App went): nothing
+                # to report on; what it owned goes with it (owner references).
+                self.forget(app.namespace, app.name)
+                return status
         ready = find(status.conditions, ConditionType.READY)
         self._ready[(app.namespace, app.name)] = ready.status if ready else "Unknown"
         self._count_ready()
