@@ -9,6 +9,8 @@ S1-S11 (bad input: refused naming a field, or a clear condition).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -68,10 +70,16 @@ def test_apps_in_namespaces_created_right_after_an_apiserver_restart_are_reconci
     created: list[str] = []
     try:
         for round_ in range(5):
-            cluster.control_plane.restart("kube-apiserver")
-            namespace = cluster.create_namespace(f"restart-{round_}-{uuid.uuid4().hex[:6]}")
-            created.append(namespace)
-            op.apply(_app("after-restart", namespace, image, instances=0))  # the operator's part, not pods
+            # The operator is frozen across the restart (as a busy or paused process would be), so the namespace
+            # exists before its watches reconnect: it shows up only in kopf's re-listing, never as a watch event.
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                cluster.control_plane.restart("kube-apiserver")
+                namespace = cluster.create_namespace(f"restart-{round_}-{uuid.uuid4().hex[:6]}")
+                created.append(namespace)
+                op.apply(_app("after-restart", namespace, image, instances=0))  # the operator's part, not pods
+            finally:
+                os.kill(pid, signal.SIGCONT)
             op.wait_for(
                 f"round {round_}: the App in {namespace} Ready",
                 lambda ns=namespace: _ready(op, "after-restart", ns),
