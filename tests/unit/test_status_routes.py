@@ -167,3 +167,22 @@ def test_the_routing_annotations_setting_reads_a_json_object() -> None:
     settings = Settings.from_env({"WHARF_ROUTING_ANNOTATIONS": '{"a.example.com/x": "1, 2"}'})
     assert settings.routing_annotations == {"a.example.com/x": "1, 2"}
     assert Settings.from_env({}).routing_annotations == {}
+
+
+def test_cf_v6_route_keys_claim_the_routes_they_become() -> None:
+    # S19 with S20: `host` + `domain` claim the route cf v6 made of them
+    app = App(
+        name="shop",
+        namespace="team-a",
+        uid="u",
+        spec=AppSpec.model_validate({"dockerImage": "nginx", "manifest": {"host": "Shop", "domain": "example.com"}}),
+    )
+    assert claim_of(app, T[0]).routes == frozenset({("shop.example.com", "/")})
+    no_domain = App(
+        name="shop",
+        namespace="team-a",
+        uid="u",
+        spec=AppSpec.model_validate({"dockerImage": "nginx", "manifest": {"host": "shop"}}),
+    )
+    assert claim_of(no_domain, T[0]).routes == frozenset()  # cannot become routes here: claims nothing
+    assert claim_of(no_domain, T[0], "apps.example.org").routes == frozenset({("shop.apps.example.org", "/")})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -26,33 +27,49 @@ NEWEST = "9999-12-31T23:59:59Z"  # an App not indexed yet (its creation is newer
 Refresh = Callable[[str, str], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Indexed:
+    """An App as the index keeps it: parsed, with its creation time (the claim's age)."""
+
+    created: str
+    app: App
+
+
 @kopf.index(GROUP, VERSION, PLURAL, id=INDEX)
-def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], RouteClaim]:
+def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], Indexed]:
     try:
         app = App.from_resource(dict(body))
     except (ValidationError, KeyError):
         return {}  # an App that does not parse claims nothing (its status says why)
-    claim = claim_of(app, str(meta.get("creationTimestamp") or NEWEST))
-    return {(app.namespace, app.name): claim} if claim.routes else {}
+    return {(app.namespace, app.name): Indexed(str(meta.get("creationTimestamp") or NEWEST), app)}
 
 
 class RouteOwnership:
     """The reconciler's view of the index: is this App's route someone else's?"""
 
-    def __init__(self, index: kopf.Index[tuple[str, str], RouteClaim], settings: Settings) -> None:
+    def __init__(self, index: kopf.Index[tuple[str, str], Indexed], settings: Settings) -> None:
         self._index = index
         self._settings = settings
         self._seen: dict[tuple[str, str], RouteClaim | None] = {}
 
+    def _claim(self, indexed: Indexed) -> RouteClaim:
+        return claim_of(indexed.app, indexed.created, self._settings.default_domain)
+
     def claims(self) -> list[RouteClaim]:
-        return [claim for key in list(self._index) for claim in self._index.get(key, [])]
+        found = (self._claim(i) for key in list(self._index) for i in self._index.get(key, []))
+        return [claim for claim in found if claim.routes]
+
+    def _indexed_claim(self, key: tuple[str, str]) -> RouteClaim | None:
+        indexed = next(iter(self._index.get(key, [])), None)
+        claim = self._claim(indexed) if indexed is not None else None
+        return claim if claim is not None and claim.routes else None
 
     def conflict(self, app: App) -> str | None:
         """Why nothing may be routed to `app` (naming the owners), or None."""
         if self._settings.routing is Routing.NONE:
             return None  # nothing is routed at all: no route is taken from anyone
         indexed = next(iter(self._index.get((app.namespace, app.name), [])), None)
-        mine = claim_of(app, indexed.created if indexed else NEWEST)
+        mine = claim_of(app, indexed.created if indexed else NEWEST, self._settings.default_domain)
         return route_conflict(mine, self.claims())
 
     async def changed(self, namespace: str, name: str, listing: bool, refresh: Refresh) -> None:
@@ -60,7 +77,7 @@ class RouteOwnership:
         the new claims (an owner gone frees the route for the next in line). Apps of its own namespace never
         conflict with it."""
         key = (namespace, name)
-        now = next(iter(self._index.get(key, [])), None)
+        now = self._indexed_claim(key)
         before = self._seen.get(key)
         if now is None:
             self._seen.pop(key, None)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wharf.api.app import App
+from wharf.api.routes import RouteKeysError, cf_routes
 
 
 @dataclass(frozen=True, order=True)
@@ -30,11 +31,16 @@ class RouteClaim:
     routes: frozenset[tuple[str, str]]  # (lowercase host, path)
 
 
-def claim_of(app: App, created: str) -> RouteClaim:
-    """What `app` claims: its routes' (host, path), none with no-route."""
-    manifest = app.spec.manifest
-    routes = frozenset() if manifest.no_route else frozenset((r.host, r.path) for r in manifest.routes)
-    return RouteClaim(created=created, namespace=app.namespace, name=app.name, routes=routes)
+def claim_of(app: App, created: str, default_domain: str = "") -> RouteClaim:
+    """What `app` claims: the (host, path) of the routes it asks for (cf v6 route keys translated, S20); none with
+    no-route, or when its route keys cannot become routes (its status says why)."""
+    try:
+        routes = cf_routes(app.spec.manifest, app.app_name, default_domain).routes
+    except RouteKeysError:
+        routes = ()
+    return RouteClaim(
+        created=created, namespace=app.namespace, name=app.name, routes=frozenset((r.host, r.path) for r in routes)
+    )
 
 
 def _covers(wildcard: str, host: str) -> bool:
