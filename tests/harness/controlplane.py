@@ -368,19 +368,9 @@ class ControlPlane:
         self.procs.remove(proc)
         args = proc.popen.args
         assert isinstance(args, list), args
-        started = self._spawn(name, [str(a) for a in args])
+        started = self.spawn(name, [str(a) for a in args])
         if name == "kube-apiserver":
             self._wait("kube-apiserver /readyz after a restart", lambda: self._get("/readyz") == "ok", started)
-
-    def user_kubeconfig(self, user: str, group: str | None = None) -> Path:
-        """A kubeconfig for a user of its own (a client certificate: CN `user`, O `group`), with no permission
-        until RBAC grants it some."""
-        assert self._ca is not None, "start the control plane first"
-        pair = self._ca.issue(user, organization=group, client=True)
-        path = self.workdir / f"user-{user}.kubeconfig"
-        path.write_text(json.dumps(_kubeconfig(self.server, self.ca_file, pair, user), indent=2))
-        path.chmod(0o600)
-        return path
 
     def token_kubeconfig(self, namespace: str, service_account: str) -> Path:
         """A kubeconfig that acts as the ServiceAccount `namespace/service_account` (a token from TokenRequest), as
@@ -427,7 +417,7 @@ class ControlPlane:
         timeout: float = 60,
         kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """kubectl as the admin, or as the user of `kubeconfig` (user_kubeconfig, token_kubeconfig)."""
+        """kubectl as the admin, or as the user of `kubeconfig` (client_kubeconfig, token_kubeconfig)."""
         result = subprocess.run(
             [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,

@@ -78,7 +78,7 @@ class Cluster:
         timeout: float = 60,
         kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl as the admin (or as the user of `kubeconfig`: ControlPlane.user_kubeconfig,
+        """Run kubectl as the admin (or as the user of `kubeconfig`: ControlPlane.client_kubeconfig,
         token_kubeconfig); with check=True a non-zero exit raises (stderr in the message)."""
         return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout, kubeconfig=kubeconfig)
 

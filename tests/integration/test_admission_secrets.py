@@ -102,7 +102,7 @@ def developer(wharf_operator: Operator, app_ns: str, registry_plain: RegistrySer
             "apiGroup": "rbac.authorization.k8s.io",
         },
     )
-    return op.cluster.control_plane.user_kubeconfig(user)
+    return op.cluster.control_plane.client_kubeconfig(user)
 
 
 def test_an_app_author_cannot_name_a_secret_they_may_not_read(

@@ -75,11 +75,13 @@ class Reported:
 
 REFUSED: dict[str, Refused] = {
     # S4: CF byte units only
-    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", "should match")),
-    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", "should match")),
-    "disk-quota-gigs": Refused("S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", "should match")),
+    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", "must use a supported unit")),
+    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", "must use a supported unit")),
+    "disk-quota-gigs": Refused(
+        "S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", "must use a supported unit")
+    ),
     "process-memory-bad": Refused(
-        "S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", "should match")
+        "S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", "must use a supported unit")
     ),
     # S4: instances are a count
     "instances-negative": Refused("S4", spec(instances=-1), ("spec.manifest.instances", "greater than or equal to 0")),
@@ -198,7 +200,9 @@ REFUSED: dict[str, Refused] = {
         ("no-route: true and routes cannot both be given: remove one",),
     ),
     "route-not-a-hostname": Refused(
-        "S11", spec(routes=[{"route": "shop-.example..com"}]), ("spec.manifest.routes[0].route", "should match")
+        "S11",
+        spec(routes=[{"route": "shop-.example..com"}]),
+        ("spec.manifest.routes[0]", "is not a route Kubernetes can carry"),
     ),
     "route-port-too-high": Refused(
         "S11",
