@@ -49,6 +49,16 @@ class Settings(BaseModel):
     ingress_class: str = ""
     gateway_name: str = ""
     gateway_namespace: str = ""
+    app_selector: str = Field(
+        default="",
+        description="label selector of the Apps this replica serves (sharding); empty = every App",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=10,
+        ge=2,
+        description="how long a replica's peering keep-alive counts: a standby takes over this long after the "
+        "active replica dies",
+    )
     metrics_port: int = 9090
     log_level: str = "INFO"
     log_format: str = "plain"
@@ -78,6 +88,8 @@ class Settings(BaseModel):
             "ingress_class": "WHARF_INGRESS_CLASS",
             "gateway_name": "WHARF_GATEWAY_NAME",
             "gateway_namespace": "WHARF_GATEWAY_NAMESPACE",
+            "app_selector": "WHARF_APP_SELECTOR",
+            "peering_lifetime_seconds": "WHARF_PEERING_LIFETIME_SECONDS",
             "metrics_port": "WHARF_METRICS_PORT",
             "log_level": "WHARF_LOG_LEVEL",
             "log_format": "WHARF_LOG_FORMAT",

@@ -128,14 +128,21 @@ def _wait_until_new_namespaces_are_seen(operator: Operator, attempts: int = 12) 
 
 
 def launch(
-    cluster: Cluster, env: Mapping[str, str], log_file: Path, *args: str, kubeconfig: Path | None = None
+    cluster: Cluster,
+    env: Mapping[str, str],
+    log_file: Path,
+    *args: str,
+    kubeconfig: Path | None = None,
+    peering: str | None = None,
 ) -> Operator:
-    """`wharf run --standalone ARGS` as its own process with `env` over this process's environment (KUBECONFIG,
-    the metrics port and the health URL filled in), returned once its health endpoint answers."""
+    """`wharf run --standalone ARGS` (`--peering PEERING` when given) as its own process with `env` over this
+    process's environment (KUBECONFIG, the metrics port and the health URL filled in), returned once its health
+    endpoint answers."""
     metrics_port, health_port = free_port(), free_port()
     health_url = f"http://127.0.0.1:{health_port}/healthz"
+    mode = f"--peering={peering}" if peering else "--standalone"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}", *args],
+        [sys.executable, "-m", "wharf.main", "run", mode, f"--liveness={health_url}", *args],
         env={
             **os.environ,
             # The package of this checkout, not whichever one the venv's editable install points at (a git

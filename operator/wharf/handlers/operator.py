@@ -35,7 +35,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     """kopf's settings for wharf."""
     # kopf's bookkeeping goes to annotations, never into the user's status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="wharf.dev")
@@ -46,12 +46,18 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # pod and Deployment of the cluster streamed to and decoded by the operator.
     settings.watching.label_selectors["v1", "pods"] = APP_LABEL
     settings.watching.label_selectors["apps", "v1", "deployments"] = APP_LABEL
+    # Sharding: this replica is sent only the Apps its selector matches (the other replicas serve the rest).
+    if config.app_selector:
+        settings.watching.label_selectors[APP] = config.app_selector
+    # With peering, a standby replica takes over once the active one's keep-alive is this old (kopf's default,
+    # 60 s, would leave the Apps unserved for a minute after the active replica dies).
+    settings.peering.lifetime = config.peering_lifetime_seconds
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     config = Settings.from_env()
-    configure(settings)
+    configure(settings, config)
     kube = Kube(http_client(load_configuration()))
     registry = RegistryClient(config, on_request=metrics.registry_request)
     reconciler = Reconciler(kube, registry, config)
@@ -101,12 +107,24 @@ async def safety_net(reconciler: Reconciler) -> None:
         await asyncio.gather(*(refresh(namespace, name) for namespace, name in reconciler.known()))
 
 
+@kopf.index(*APP)
+def served_apps(namespace: str | None, name: str | None, **_: Any) -> dict[tuple[str, str], bool]:
+    """The Apps this replica serves: kopf is sent only those (every App, or those the App selector matches)."""
+    return {(namespace or "", name or ""): True}
+
+
 @kopf.on.event("", "v1", "pods", labels={APP_LABEL: kopf.PRESENT})
-async def pod_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    await _reconciler().refresh(namespace or "", labels[APP_LABEL])
+async def pod_changed(labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
+    await _refresh_if_served(namespace or "", labels[APP_LABEL], kwargs["served_apps"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={APP_LABEL: kopf.PRESENT})
-async def deployment_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+async def deployment_changed(labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
     # Status moves and hand edits alike: the reconcile re-applies (no-op when nothing drifted) and reports.
-    await _reconciler().refresh(namespace or "", labels[APP_LABEL])
+    await _refresh_if_served(namespace or "", labels[APP_LABEL], kwargs["served_apps"])
+
+
+async def _refresh_if_served(namespace: str, name: str, served: kopf.Index[tuple[str, str], bool]) -> None:
+    # Not another shard's App (nor one deleted: the safety net forgets those).
+    if (namespace, name) in served:
+        await _reconciler().refresh(namespace, name)
