@@ -609,6 +609,9 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
+    """The operator's commit: $WHARF_BENCH_COMMIT (a run from an exported tree says which), else git's."""
+    if os.environ.get("WHARF_BENCH_COMMIT"):
+        return os.environ["WHARF_BENCH_COMMIT"]
     out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     return out.stdout.strip() or "?"
 

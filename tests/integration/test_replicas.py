@@ -152,3 +152,7 @@ def test_shards_serve_disjoint_slices_of_the_apps(
         name: sorted(shard for shard, text in logs.items() if f"[{solo_namespace}/{name}]" in text) for name in apps
     }
     assert served == {"app-a": ["a"], "app-b": ["b"], "app-none": ["a"]}
+
+    # Relabelled to shard b, an App is b's: b starts serving it (an edit made after the move reaches it).
+    shard_b.cluster.kubectl("label", "app", "app-none", "-n", solo_namespace, "wharf.dev/shard=b")
+    shard_b.wait_for("shard b to pick up the relabelled App", lambda: f"[{solo_namespace}/app-none]" in _log(shard_b))

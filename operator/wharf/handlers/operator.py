@@ -113,6 +113,14 @@ def served_apps(namespace: str | None, name: str | None, **_: Any) -> dict[tuple
     return {(namespace or "", name or ""): True}
 
 
+@kopf.on.event(*APP)
+def app_event(type: str, namespace: str | None, name: str | None, **_: Any) -> None:
+    # DELETED also when an App leaves this replica's slice (relabelled to another shard): the safety net must
+    # stop refreshing it here.
+    if type == "DELETED" and "reconciler" in _state:
+        _reconciler().forget(namespace or "", name or "")
+
+
 @kopf.on.event("", "v1", "pods", labels={APP_LABEL: kopf.PRESENT})
 async def pod_changed(labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
     await _refresh_if_served(namespace or "", labels[APP_LABEL], kwargs["served_apps"])
