@@ -102,10 +102,16 @@ class Operators:
         return [op.process.pid for op in self.procs]
 
     def rss(self) -> int:
-        return sum(rss_kib(pid) for pid in self.pids)
+        return sum(self.rss_each())
+
+    def rss_each(self) -> list[int]:
+        return [rss_kib(pid) for pid in self.pids]
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+        return sum(self.cpu_each())
+
+    def cpu_each(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids]
 
     def reset_peak(self) -> None:
         self.peak_kib = self.rss()
@@ -441,7 +447,8 @@ class Bench:
             body = app_body(f"app-{i:05d}", namespace, image, shard)
             items.append((body["metadata"]["name"], APPS_PATH.format(ns=namespace), body))
         log(f"wave {wave}: creating {n} Apps")
-        cpu0, wall0, started = ops.cpu(), time.time(), time.monotonic()
+        cpu_each0, wall0, started = ops.cpu_each(), time.time(), time.monotonic()
+        cpu0 = sum(cpu_each0)
         created = await create_all(admin, items, args.concurrency)
         out["created_s"] = max(created.values()) - started
         children = await wait_until(
@@ -462,6 +469,8 @@ class Bench:
         out["deployment_count"] = len(tracker.deployment.first)
         wall1 = time.time()
         out["cpu_seconds_per_app"] = (ops.cpu() - cpu0) / n
+        out["cpu_seconds_each"] = [after - before for after, before in zip(ops.cpu_each(), cpu_each0, strict=True)]
+        out["converged_rss_mib_each"] = [kib / 1024 for kib in ops.rss_each()]
         out["create_to_deployment"] = summary(tracker.deployment.latencies(created))
         out["create_to_ready"] = summary(tracker.ready.latencies(created))
         out["converge_wall_s"] = wall1 - wall0
@@ -490,9 +499,10 @@ class Bench:
         seconds = self.args.idle
         log(f"idle for {seconds:.0f}s")
         await asyncio.sleep(5)  # the last status patches of the convergence settle
-        cpu0, wall0 = ops.cpu(), time.time()
+        cpu_each0, wall0 = ops.cpu_each(), time.time()
         await asyncio.sleep(seconds)
-        cpu1, wall1 = ops.cpu(), time.time()
+        cpu_each1, wall1 = ops.cpu_each(), time.time()
+        cpu0, cpu1 = sum(cpu_each0), sum(cpu_each1)
         counts = await self.requests(cluster.control_plane, OPERATOR_USER, wall0, wall1)
         app = report.app_requests(counts)
         minutes = (wall1 - wall0) / 60
@@ -500,6 +510,7 @@ class Bench:
             "seconds": wall1 - wall0,
             "requests": counts,
             "cpu_cores": (cpu1 - cpu0) / (wall1 - wall0),
+            "cpu_cores_each": [(b - a) / (wall1 - wall0) for a, b in zip(cpu_each0, cpu_each1, strict=True)],
             "writes_per_app_per_min": app["writes"] / n / minutes,
             "lists_per_app_per_min": app.get("list", 0) / n / minutes,
             "requests_per_app_per_min": (app["writes"] + app["reads"]) / n / minutes,
