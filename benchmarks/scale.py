@@ -628,6 +628,8 @@ def commit() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.nodes is None:
+        args.nodes = max(1, -(-args.apps * 5 // 4000))  # ceil(1.25 N / 1,000): a kwok node takes 1,000 pods
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="wharf-scale-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -666,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--label", default="run", help="the run's name in the table (before, after, ...)")
     p_run.add_argument("--shards", type=int, default=1, help="operator processes, each serving a disjoint slice")
     p_run.add_argument("--waves", type=int, default=1, choices=(1, 2), help="2: a second wave (memory leak check)")
-    p_run.add_argument("--nodes", type=int, default=1, help="kwok fake nodes")
+    p_run.add_argument(
+        "--nodes", type=int, help="kwok fake nodes (1,000 pods each; default: room for N Apps and their rollouts)"
+    )
     p_run.add_argument("--concurrency", type=int, default=16, help="creates in flight (raw client and Apps)")
     p_run.add_argument("--converge-timeout", type=float, default=900, help="cap on each wait for convergence (s)")
     p_run.add_argument("--idle", type=float, default=120, help="idle window after convergence (s)")

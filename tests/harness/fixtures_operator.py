@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.fixtures_cluster import Cluster
 from harness.polling import poll
@@ -76,6 +77,16 @@ class Operator:
         out = self.cluster.kubectl("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json")
         items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
         return sorted(items, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the operator's `name` samples (e.g. wharf_reconciles_total) whose labels include `labels`."""
+        text = httpx.get(self.metrics_url, timeout=5).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
 
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}
