@@ -592,7 +592,8 @@ class Bench:
             for line in op.log_file.read_text(errors="replace").splitlines():
                 if "Traceback (most recent call last)" in line:
                     tracebacks += 1
-                if re.search(r"\bERROR\b|\[ERROR", line):
+                # kopf's plain format shows no level: its handler failures are known by their wording.
+                if re.search(r"failed with an exception|Unhandled exception|\bERROR\b", line):
                     errors += 1
                     if len(samples) < 5:
                         samples.append(line[:300])
