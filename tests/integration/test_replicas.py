@@ -28,7 +28,6 @@ from harness.registry import RegistryServer
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 PEERING_CRDS = ROOT / "deploy" / "helm" / "wharf" / "crds" / "kopf-peering.yaml"
 TAKEOVER_SECONDS = 15  # the bound: the standby serves within this long after the active one dies
-PAUSED = "Pausing operations in favour of"
 RESUMED = "Resuming operations after the pause"
 
 
@@ -62,7 +61,11 @@ def start_replica(
     started: list[Operator] = []
 
     def start(namespace: str, *args: str, peering: str | None = None, **env: str) -> Operator:
-        base = {"WHARF_REGISTRY_INSECURE": registry_plain.host, "WHARF_REGISTRY_ALLOW": "127.0.0.0/8"}
+        base = {
+            "WHARF_REGISTRY_INSECURE": registry_plain.host,
+            "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",
+            "WHARF_LOG_LEVEL": "DEBUG",
+        }
         log_file = tmp_path / f"replica-{len(started)}.log"
         replica = launch(
             wharf_operator.cluster, {**base, **env}, log_file, "--namespace", namespace, *args, peering=peering
@@ -77,6 +80,11 @@ def start_replica(
 
 def _deployment_of(operator: Operator, app: str, namespace: str) -> Callable[[], dict[str, Any] | None]:
     return lambda: operator.get("deployment", f"{app}-web", namespace)
+
+
+def _peers(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "kopfpeering", "wharf-ha", "-n", namespace, "-o", "json")
+    return json.loads(out.stdout).get("status") or {}
 
 
 def _install_peering(cluster: Cluster, namespace: str, name: str) -> None:
@@ -102,13 +110,16 @@ def test_the_standby_replica_takes_over_within_15_s_of_the_active_one_dying(
     image = f"{registry_plain.host}/ha/app:1"
     _install_peering(cluster, solo_namespace, "wharf-ha")
     active = start_replica(solo_namespace, "--priority=200", peering="wharf-ha")
+    active.wait_for("the first replica to serve", lambda: RESUMED in _log(active))
+    # A replica starts paused and stays so while a live peer of higher priority is in the peering object.
     standby = start_replica(solo_namespace, "--priority=100", peering="wharf-ha")
-    standby.wait_for("the standby to pause in favour of the active replica", lambda: PAUSED in _log(standby))
+    standby.wait_for("both replicas in the peering object", lambda: len(_peers(cluster, solo_namespace)) == 2)
 
     wharf_operator.apply(_app("before", solo_namespace, image))
     active.wait_for("the active replica to serve an App", _deployment_of(active, "before", solo_namespace))
-    assert active.metric("wharf_reconciles_total") > 0
+    active.wait_for("the active replica to count its reconcile", lambda: active.metric("wharf_reconciles_total") > 0)
     assert standby.metric("wharf_reconciles_total") == 0, "the paused standby reconciled an App"
+    assert RESUMED not in _log(standby)
 
     active.process.kill()  # SIGKILL: no goodbye in the peering object, as when a node dies
     killed = time.monotonic()
@@ -116,7 +127,7 @@ def test_the_standby_replica_takes_over_within_15_s_of_the_active_one_dying(
     wharf_operator.apply(_app("during", solo_namespace, image))
     standby.wait_for(
         f"the standby to resume within {TAKEOVER_SECONDS} s of the kill",
-        lambda: RESUMED in _log(standby),
+        lambda: RESUMED in _log(standby),  # it never resumed before the kill (asserted above)
         timeout=TAKEOVER_SECONDS - (time.monotonic() - killed),
         interval=0.2,
     )
