@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,8 +358,11 @@ class Bench:
                 result["raw"] = await self.raw(cluster, raw_http, admin, registry, image)
                 operators = self.start_operators(cluster, registry, control_plane.kubeconfig_for(OPERATOR_USER))
                 await self.wharf(cluster, operators, admin, image, result)
-            result["log"] = self.log_errors(operators)
+        except Exception as error:  # what was measured so far is still written, with the error
+            result["error"] = traceback.format_exc()
+            log(f"the run failed: {error!r}")
         finally:
+            result["log"] = self.log_errors(operators)
             if operators is not None:
                 for op in operators.procs:
                     _stop(op)
@@ -427,8 +431,10 @@ class Bench:
         return Operators(procs)
 
     async def wave(
-        self, wave: int, cluster: Cluster, ops: Operators, admin: httpx.AsyncClient, image: str
-    ) -> dict[str, Any]:
+        self, wave: int, cluster: Cluster, ops: Operators, admin: httpx.AsyncClient, image: str, out: dict[str, Any]
+    ) -> None:
+        """One wave of N Apps: create, converge, (wave 1: idle, edits), delete; figures go into `out` as they
+        are measured (a failure later keeps them)."""
         args, n = self.args, self.args.apps
         namespace = f"bench-wharf-{wave}"
         cluster.create_namespace(namespace)
@@ -440,7 +446,6 @@ class Bench:
         ]
         await asyncio.sleep(1)
         ops.reset_peak()
-        out: dict[str, Any] = {}
         items = []
         for i in range(n):
             shard = f"s{i % args.shards}" if args.shards > 1 else None
@@ -482,9 +487,19 @@ class Bench:
         log(f"wave {wave}: {out['ready_count']} of {n} Ready; requests {report.app_requests(counts)}")
         if wave == 1:
             out["idle"] = await self.idle(cluster, ops, n)
-            out["edits"] = await self.edits(admin, namespace, tracker, n)
+            try:
+                out["edits"] = await self.edits(admin, namespace, tracker, n)
+            except httpx.HTTPError as error:  # an overloaded apiserver: the run goes on, the table says so
+                out["edits"] = {"error": repr(error)}
+                log(f"edits failed: {error!r}")
         log(f"wave {wave}: deleting the Apps")
-        await admin.delete(APPS_PATH.format(ns=namespace))
+        for attempt in range(3):
+            try:
+                # One deletecollection; the apiserver deletes the Apps one by one, slowly when it is busy.
+                await admin.delete(APPS_PATH.format(ns=namespace), timeout=args.converge_timeout)
+                break
+            except httpx.HTTPError as error:
+                log(f"deleting the Apps: {error!r} (attempt {attempt + 1})")
         await wait_until(f"wave {wave}: Apps gone", lambda: not watches[2].objects, args.converge_timeout)
         await wait_until(f"wave {wave}: Deployments gone", lambda: not watches[0].objects, args.converge_timeout)
         await asyncio.sleep(args.settle)
@@ -493,7 +508,6 @@ class Bench:
         for watch in watches:
             await watch.stop()
         cluster.delete_namespace(namespace)
-        return out
 
     async def idle(self, cluster: Cluster, ops: Operators, n: int) -> dict[str, Any]:
         seconds = self.args.idle
@@ -546,32 +560,44 @@ class Bench:
         self, cluster: Cluster, ops: Operators, admin: httpx.AsyncClient, image: str, result: dict[str, Any]
     ) -> None:
         sampler = asyncio.create_task(ops.sample())
+        waves: list[dict[str, Any]] = []
+        before = None
         try:
             await asyncio.sleep(10)  # the operator's start-up settles
             before = ops.rss() / 1024
-            waves = [await self.wave(w, cluster, ops, admin, image) for w in range(1, self.args.waves + 1)]
+            for wave in range(1, self.args.waves + 1):
+                waves.append({})
+                await self.wave(wave, cluster, ops, admin, image, waves[-1])
         finally:
             sampler.cancel()
-        first = waves[0]
+            self.summarize(ops, result, waves, before)
+
+    def summarize(
+        self, ops: Operators, result: dict[str, Any], waves: list[dict[str, Any]], before: float | None
+    ) -> None:
         n = self.args.apps
+        first = waves[0] if waves else {}
         result["wharf"] = {k: v for k, v in first.items() if k not in ("idle", "edits")}
         result["idle"] = first.get("idle")
         result["edits"] = first.get("edits")
-        result["wharf"]["registry_per_app"] = self.registry_requests(ops) / (n * len(waves))
+        with contextlib.suppress(OSError, httpx.HTTPError):
+            result["wharf"]["registry_per_app"] = self.registry_requests(ops) / (n * max(1, len(waves)))
         result["waves_detail"] = waves[1:]
         raw = result["raw"]
         result["ratios"] = {
-            "children": report.per(first["children_s"], raw["created_s"]),
-            "ready": report.per(first["ready_s"], raw["available_s"]),
+            "children": report.per(first.get("children_s"), raw["created_s"]),
+            "ready": report.per(first.get("ready_s"), raw["available_s"]),
         }
+        converged = first.get("converged_rss_mib")
+        second_peak = waves[1].get("peak_rss_mib") if len(waves) > 1 else None
         result["rss"] = {
             "before_mib": before,
-            "converged_mib": first["converged_rss_mib"],
-            "after_delete_mib": first["after_delete_rss_mib"],
-            "kib_per_app": (first["converged_rss_mib"] - before) * 1024 / n,
-            "first_wave_peak_mib": first["peak_rss_mib"],
-            "second_wave_growth": (waves[1]["peak_rss_mib"] / first["peak_rss_mib"] - 1) if len(waves) > 1 else None,
-            "per_shard_converged_mib": first["converged_rss_mib"] / self.args.shards,
+            "converged_mib": converged,
+            "after_delete_mib": first.get("after_delete_rss_mib"),
+            "kib_per_app": (converged - before) * 1024 / n if converged is not None and before is not None else None,
+            "first_wave_peak_mib": first.get("peak_rss_mib"),
+            "second_wave_growth": (second_peak / first["peak_rss_mib"] - 1) if second_peak else None,
+            "per_shard_converged_mib": converged / self.args.shards if converged is not None else None,
         }
 
     @staticmethod
