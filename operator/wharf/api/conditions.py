@@ -47,6 +47,7 @@ class Reason(StrEnum):
     NO_START_COMMAND = "NoStartCommand"
     ROOT_USER_REFUSED = "RootUserRefused"
     APPLY_REFUSED = "ApplyRefused"
+    NAME_CONFLICT = "NameConflict"  # S17: a name wharf would use is taken by an object it did not make
     # Manifest warnings
     IGNORED_KEYS = "IgnoredKeys"
     NOT_ENFORCED = "NotEnforced"

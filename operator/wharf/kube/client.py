@@ -8,8 +8,9 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import logging
 import ssl
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, cast
 
 import httpx
@@ -20,7 +21,13 @@ from wharf.api.app import GROUP, PLURAL, VERSION
 from wharf.kube.errors import ConflictError, KubeError, NotFoundError
 from wharf.render.names import FIELD_MANAGER, selector_text
 
-REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=None)
+# Requests in flight to the apiserver at most (docs/performance.md, "The kube client"). The reconcile's workers
+# are fewer than this, so a request waits on nothing but the apiserver; without a bound, every waiting request
+# sits in httpcore's pool queue, whose bookkeeping grows with queue length x connections.
+MAX_IN_FLIGHT = 16
 
 # Plural resource names of the kinds wharf writes or reads (no discovery round-trips needed).
 _PLURALS = {
@@ -39,6 +46,15 @@ APP_API_VERSION = f"{GROUP}/{VERSION}"
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     return f"{prefix}/namespaces/{namespace}/{_PLURALS[kind]}"
+
+
+def _resource(path: str) -> str:
+    """The resource (plural, with a subresource) a request path names: metrics by resource, not by object."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2 :]
+        return "/".join([rest[0], *rest[2:]]) if rest else "namespaces"
+    return parts[-1]
 
 
 def _error(response: httpx.Response, what: str) -> KubeError:
@@ -103,15 +119,22 @@ def http_client(configuration: k8s.Configuration) -> httpx.AsyncClient:
         verify=verify,
         auth=_ConfigurationAuth(configuration),
         timeout=REQUEST_TIMEOUT,
+        limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
         headers={"Accept": "application/json", "User-Agent": "wharf-operator"},
     )
 
 
-class Kube:
-    """The few apiserver calls wharf makes."""
+RequestHook = Callable[[str, str, int], None]  # (verb, kind's plural, HTTP status or 0 for no answer)
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+
+class Kube:
+    """The few apiserver calls wharf makes. At most MAX_IN_FLIGHT at a time: the others wait on a semaphore, which
+    costs nothing per waiter, not in the connection pool's queue. `on_request` counts them (the metrics)."""
+
+    def __init__(self, http: httpx.AsyncClient, on_request: RequestHook | None = None) -> None:
         self._http = http
+        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._on_request = on_request
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -126,10 +149,17 @@ class Kube:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Content-Type": content_type} if content_type else {}
+        status = 0
         try:
-            response = await self._http.request(method, path, params=query or {}, json=body, headers=headers)
+            async with self._room:
+                response = await self._http.request(method, path, params=query or {}, json=body, headers=headers)
+            status = response.status_code
         except httpx.HTTPError as exc:
             raise KubeError(f"{method} {path}: {exc}") from exc
+        finally:
+            log.debug("%s %s -> %s", method, path, status or "no answer")
+            if self._on_request is not None:
+                self._on_request(method, _resource(path), status)
         if response.status_code >= 400:
             raise _error(response, f"{method} {path}")
         return cast(dict[str, Any], response.json() if response.content else {})
@@ -144,6 +174,18 @@ class Kube:
             body=dict(obj),
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml",
+        )
+
+    async def put_managed_fields(
+        self, api_version: str, kind: str, namespace: str, name: str, managed: list[dict[str, Any]], version: str
+    ) -> dict[str, Any]:
+        """Replace an object's managedFields (render/ownership.py: take_over), only if it is still at `version`."""
+        return await self._call(
+            "PATCH",
+            f"{collection_path(api_version, kind, namespace)}/{name}",
+            body={"metadata": {"managedFields": managed, "resourceVersion": version}},
+            query={"fieldManager": FIELD_MANAGER},
+            content_type="application/merge-patch+json",
         )
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -171,10 +213,13 @@ class Kube:
     async def get_app(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(APP_API_VERSION, "App", namespace, name)
 
-    async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """A JSON merge patch of `status` (see merge_patch): `null` deletes a key, lists are written whole."""
+    async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of `status` (see merge_patch): `null` deletes a key, lists are written whole. Returns
+        the App as written."""
         path = f"{collection_path(APP_API_VERSION, 'App', namespace)}/{name}/status"
-        await self._call("PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json")
+        return await self._call(
+            "PATCH", path, body={"status": dict(status)}, content_type="application/merge-patch+json"
+        )
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's data, decoded; None when it does not exist."""
