@@ -19,6 +19,26 @@ from wharf.status.observe import DRIFT_KEY
 Key = tuple[str, str]  # (namespace, App name)
 Index = Mapping[Key, Iterable[dict[str, Any]]]  # a kopf.Index, or a dict in tests
 _DEPLOYMENT_CONDITIONS = ("ReplicaFailure", "Progressing")
+SECRETS_KEY = "wharf.dev/secrets"  # the Secrets a cached Deployment's pod template refers to
+
+
+def _secret_names(node: Any) -> set[str]:
+    """The names of the Secrets a pod template refers to (pull secrets, volumes, environment)."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= _secret_names(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict) and value.get("name"):
+                found.add(value["name"])
+            elif key == "secret" and isinstance(value, dict) and value.get("secretName"):
+                found.add(value["secretName"])
+            elif key == "imagePullSecrets" and isinstance(value, list):
+                found |= {ref["name"] for ref in value if isinstance(ref, dict) and ref.get("name")}
+            else:
+                found |= _secret_names(value)
+    return found
 
 
 def app_key(body: Mapping[str, Any]) -> Key:
@@ -89,6 +109,9 @@ def strip_owned(body: Mapping[str, Any]) -> dict[str, Any]:
     }
     if drift((body.get("metadata") or {}).get("managedFields") or []):
         kept[DRIFT_KEY] = True
+    secrets = _secret_names(spec.get("template") or {})
+    if secrets:
+        kept[SECRETS_KEY] = sorted(secrets)
     return kept
 
 

@@ -26,7 +26,7 @@ from wharf.api.conditions import ConditionType, Reason
 from wharf.api.image import ImageFacts
 from wharf.config import Settings
 from wharf.handlers import metrics
-from wharf.handlers.cache import Caches, Key, Written, owned_by, strip_app, strip_owned
+from wharf.handlers.cache import SECRETS_KEY, Caches, Key, Written, owned_by, strip_app, strip_owned
 from wharf.kube import Kube, KubeError
 from wharf.kube.merge_patch import merge_patch
 from wharf.registry import (
@@ -68,7 +68,7 @@ class Memo:
     uid: str
     written: Written = field(default_factory=Written)
     secrets: dict[str, str] = field(default_factory=dict)  # derived Secret -> hash it carries (applied or seen)
-    secrets_looked_up: bool = False  # the derived Secrets not rendered were looked for once since start
+    secrets_looked_up: bool = False  # the derived Secrets the running pods use were looked for once since start
 
 
 @dataclass
@@ -172,8 +172,11 @@ class Reconciler:
         converge = run.resolution.error_reason is not Reason.CREDENTIALS_MISSING
         applied: dict[str, str] | None = None
         if converge:
+            # The Secrets the running pods use, before the apply changes what they use (see _prune).
+            memo = self._memo((run.app.namespace, run.app.name), run.app.uid)
+            used = {name for d in self._objects(run.app, memo, "Deployment") for name in d.get(SECRETS_KEY, ())}
             applied = await self._apply(run.app, run.rendered)
-            await self._prune(run.app, run.rendered)
+            await self._prune(run.app, run.rendered, used)
         run.observation = self._observe(run.app, run.rendered, applied)
 
     async def _credentials(self, app: App, reference: str) -> tuple[Credentials | None, str | None, str]:
@@ -337,8 +340,11 @@ class Reconciler:
         cached = self._caches.objects(kind, (app.namespace, app.name))
         return memo.written.objects_view(kind, cached) if memo is not None else cached
 
-    async def _prune(self, app: App, rendered: Rendered) -> None:
-        """Delete what the App owns and no longer asks for: a process type, the routes, a derived Secret."""
+    async def _prune(self, app: App, rendered: Rendered, used: set[str]) -> None:
+        """Delete what the App owns and no longer asks for: a process type, the routes, a derived Secret. A derived
+        Secret wharf has not applied since it started is looked for only when the pods used it (`used`): wharf
+        never lists Secrets, and a GET of each derived name of every App after each restart would be most of its
+        requests."""
         memo = self._memo((app.namespace, app.name), app.uid)
         wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
         for api_version, kind in owned_kinds(self._settings):
@@ -354,7 +360,8 @@ class Reconciler:
             if name in memo.secrets:
                 await self._kube.delete("v1", "Secret", app.namespace, name)
                 del memo.secrets[name]
-            elif not memo.secrets_looked_up:  # since start: one made before, that the App no longer asks for
+            elif not memo.secrets_looked_up and name in used:
+                # Since start: one made before, that the App no longer asks for (its pods still use it).
                 secret = await self._kube.get("v1", "Secret", app.namespace, name)
                 if secret is not None and owned_by(strip_owned(secret), app.uid):
                     await self._kube.delete("v1", "Secret", app.namespace, name)
