@@ -32,13 +32,14 @@ import os
 import platform
 import re
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,9 +359,9 @@ class Bench:
                 result["raw"] = await self.raw(cluster, raw_http, admin, registry, image)
                 operators = self.start_operators(cluster, registry, control_plane.kubeconfig_for(OPERATOR_USER))
                 await self.wharf(cluster, operators, admin, image, result)
-        except Exception as error:  # what was measured so far is still written, with the error
+        except (Exception, asyncio.CancelledError) as error:  # what was measured so far is written, with why
             result["error"] = traceback.format_exc()
-            log(f"the run failed: {error!r}")
+            log(f"the run failed or was stopped: {error!r}")
         finally:
             result["log"] = self.log_errors(operators)
             if operators is not None:
@@ -654,6 +655,16 @@ def commit() -> str:
     return out.stdout.strip() or "?"
 
 
+async def _interruptible(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """`run` as a task that SIGTERM or SIGINT cancels: the run stops its processes and its figures so far are
+    written (a capped run stopped by hand still reports what it measured)."""
+    task = asyncio.ensure_future(run)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
+
+
 def run(args: argparse.Namespace) -> int:
     if args.nodes is None:
         args.nodes = max(1, -(-args.apps * 5 // 4000))  # ceil(1.25 N / 1,000): a kwok node takes 1,000 pods
@@ -665,7 +676,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "command": "python benchmarks/scale.py " + shlex.join(sys.argv[1:]),
     }
-    result = {**meta, **asyncio.run(Bench(args, workdir).run()), "workdir": str(workdir)}
+    result = {**meta, **asyncio.run(_interruptible(Bench(args, workdir).run())), "workdir": str(workdir)}
     suffix = f"-s{args.shards}" if args.shards > 1 else ""
     out = Path(args.out or RESULTS / f"{args.label}-n{args.apps}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
