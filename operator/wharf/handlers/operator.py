@@ -100,7 +100,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     kube = Kube(http_client(load_configuration()), on_request=metrics.kube_request)
     registry = RegistryClient(config, on_request=metrics.registry_request)
     reconciler = Reconciler(kube, registry, config, caches)
-    queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS)
+    queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS, on_depth=metrics.QUEUE_DEPTH.set)
     queue.start()
     _state.update(kube=kube, registry=registry, reconciler=reconciler, queue=queue, caches=caches)
     _state["safety_net"] = asyncio.create_task(safety_net(caches, queue), name="wharf safety net")
@@ -124,7 +124,6 @@ def _enqueue(key: Key) -> None:
     queue: WorkQueue[Key] | None = _state.get("queue")
     if queue is not None and key[1]:
         queue.add(key)
-        metrics.QUEUE_DEPTH.set(len(queue))
 
 
 async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
@@ -140,7 +139,6 @@ async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
             body = caches.app(key)
             if body is not None and (everything or looked_at_periodically(body)):
                 queue.add(key)
-        metrics.QUEUE_DEPTH.set(len(queue))
 
 
 # -- events: each only queues the App it concerns -----------------------------------------------------------------
