@@ -145,9 +145,10 @@ CLIENTS = {
 }
 
 
-async def _measure(kubeconfig: Path, callers: int, rounds: int) -> dict[str, dict[str, Any]]:
+async def _measure(kubeconfig: Path, callers: int, rounds: int, clients: list[str]) -> dict[str, dict[str, Any]]:
     results = {}
-    for name, make in CLIENTS.items():
+    for name in clients:
+        make = CLIENTS[name]
         call, close = make(kubeconfig)
         await call()  # connect and warm up
         results[name] = await _run(call, callers, rounds)
@@ -161,10 +162,11 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=400, help="concurrent callers (kopf's unbounded workers)")
     parser.add_argument("--rounds", type=int, default=5, help="GET + apply pairs per caller")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
+    parser.add_argument("--clients", nargs="*", default=list(CLIENTS), choices=list(CLIENTS), help="which to run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir, ControlPlane(Path(workdir), locate_binaries()) as cp:
         cp.kubectl("apply", "-f", "-", input=json.dumps(SERVICE))
-        results = asyncio.run(_measure(cp.kubeconfig, args.callers, args.rounds))
+        results = asyncio.run(_measure(cp.kubeconfig, args.callers, args.rounds, args.clients))
     print("| client | requests | wall s | requests/s | client CPU ms per 1,000 requests | errors |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import logging
 import ssl
+import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, cast
 
@@ -80,11 +81,17 @@ def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
     return configuration
 
 
+TOKEN_REFRESH_SECONDS = 60.0  # in-cluster tokens rotate hourly; the kubelet renews them long before expiry
+
+
 class _ConfigurationAuth(httpx.Auth):
-    """Bearer token from the configuration, re-read per request: in-cluster tokens rotate."""
+    """Bearer token from the configuration, re-read at most every TOKEN_REFRESH_SECONDS: in-cluster tokens rotate.
+    Not per request: the read runs in a thread (see below), and a thread hop per request was a large share of the
+    client's CPU under load (docs/performance.md)."""
 
     def __init__(self, configuration: k8s.Configuration) -> None:
         self._configuration = configuration
+        self._cached: tuple[float, str | None] | None = None
 
     def _token(self) -> str | None:
         # The kubernetes client stores a kubeconfig or in-cluster token under "BearerToken" (already "Bearer ...");
@@ -99,7 +106,10 @@ class _ConfigurationAuth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         # The refresh hook reads files and, for a kubeconfig `exec` credential plugin, runs a process: a thread,
         # so the event loop never waits on it.
-        token = await asyncio.to_thread(self._token)
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= TOKEN_REFRESH_SECONDS:
+            self._cached = (now, await asyncio.to_thread(self._token))
+        token = self._cached[1]
         if token:
             request.headers["Authorization"] = token
         yield request
