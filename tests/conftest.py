@@ -5,4 +5,5 @@ pytest_plugins = [
     "harness.fixtures_cluster",
     "harness.fixtures_operator",
     "harness.fixtures_kubelet",
+    "harness.fixtures_node",
 ]

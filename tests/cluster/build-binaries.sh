@@ -4,7 +4,7 @@
 # Prints the bin directory on its last line.
 set -euo pipefail
 
-K8S_VERSION=v1.36.3   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (gobuild/go.mod)
+K8S_VERSION=v1.36.3   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy (gobuild/go.mod)
 ETCD_VERSION=v3.6.8   # the etcd server the k8s.io/kubernetes module graph already pins (gobuild/go.mod)
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
@@ -49,6 +49,9 @@ build_local kube-apiserver
 build_local kube-controller-manager
 build_local kube-scheduler
 build_local kubectl
+# the real node (tests/harness/node.py): a few minutes more on a cold cache, ~25 s with the modules warm
+build_local kubelet
+build_local kube-proxy
 install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 

@@ -1,7 +1,8 @@
 """A real Kubernetes control plane on loopback, for tests and the local run (test-only).
 
 etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok (fake nodes, node stages only).
-No kubelet: pods bound to the fake nodes get their status from `harness.pull_agent`.
+No kubelet here: pods bound to the fake nodes get their status from `harness.pull_agent`. `harness.node` adds a
+real node (kubelet + containerd) beside them, tainted so that only namespaces placed there land on it.
 
 Every process runs in its own process group with its log under `workdir/logs/`; `stop()` (also run at
 interpreter exit and, on Linux, by the kernel if this process dies: PR_SET_PDEATHSIG) SIGTERMs each group and
@@ -128,6 +129,7 @@ class ControlPlane:
         self.server = ""
         self.ca_file = self.workdir / "pki" / "ca.crt"
         self._admin: Pair | None = None
+        self._ca: CA | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -167,7 +169,8 @@ class ControlPlane:
         self.procs.clear()
 
     # -- pieces ----------------------------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> Proc:
+    def spawn(self, name: str, args: list[str]) -> Proc:
+        """Start `args` in its own process group, logging to workdir/logs/NAME.log; stop() ends it."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
@@ -206,7 +209,7 @@ class ControlPlane:
                 raise ControlPlaneError(f"missing binary {self.bin_dir / name} (run tests/cluster/build-binaries.sh)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
-        ca = CA(pki, name="wharf-test-cluster-ca")
+        ca = self._ca = CA(pki, name="wharf-test-cluster-ca")
         serving = ca.issue(
             "kube-apiserver",
             hosts=(
@@ -224,11 +227,12 @@ class ControlPlane:
         sched = ca.issue("system:kube-scheduler", client=True)
         kwok = ca.issue("kwok", organization="system:masters", client=True)
         sa = rsa_keypair(pki, "service-account")
+        kubelet_client = ca.issue("kube-apiserver-kubelet-client", organization="system:masters", client=True)
 
         # etcd
         etcd_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        etcd = self._spawn(
+        etcd = self.spawn(
             "etcd",
             [
                 str(self.bin_dir / "etcd"),
@@ -249,7 +253,7 @@ class ControlPlane:
         # kube-apiserver
         api_port = free_port()
         self.server = f"https://127.0.0.1:{api_port}"
-        apiserver = self._spawn(
+        apiserver = self.spawn(
             "kube-apiserver",
             [
                 str(self.bin_dir / "kube-apiserver"),
@@ -264,7 +268,15 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC",
                 # Added to the default-enabled plugins, as OpenShift runs it: setting an owner reference's
                 # blockOwnerDeletion needs `update` on the owner's finalizers (the chart's RBAC must grant it).
-                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+                # PodNodeSelector + PodTolerationRestriction: a namespace annotated by harness.node.place_namespace
+                # gets the real node's node selector and toleration on every pod, as a cluster admin dedicates
+                # nodes to a tenant; without the annotations they change nothing.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement,PodNodeSelector,"
+                "PodTolerationRestriction",
+                # logs, exec and port-forward reach the real node's kubelet at its InternalIP, with a client cert
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
@@ -287,7 +299,7 @@ class ControlPlane:
 
         # controllers, scheduler, kwok
         kcm_conf = self.workdir / "kube-controller-manager.kubeconfig"
-        self._spawn(
+        self.spawn(
             "kube-controller-manager",
             [
                 str(self.bin_dir / "kube-controller-manager"),
@@ -309,7 +321,7 @@ class ControlPlane:
             ],
         )
         sched_conf = self.workdir / "kube-scheduler.kubeconfig"
-        self._spawn(
+        self.spawn(
             "kube-scheduler",
             [
                 str(self.bin_dir / "kube-scheduler"),
@@ -323,7 +335,7 @@ class ControlPlane:
                 "--profiling=false",
             ],
         )
-        self._spawn(
+        self.spawn(
             "kwok",
             [
                 str(self.bin_dir / "kwok"),
@@ -359,6 +371,15 @@ class ControlPlane:
             "spec": {},
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(node))
+
+    def client_kubeconfig(self, user: str, organization: str | None = None) -> Path:
+        """A kubeconfig for a client-certificate user `user` (group `organization`) of this cluster."""
+        assert self._ca is not None, "start() first"
+        pair = self._ca.issue(user, organization=organization, client=True)  # CN = user (colons and all)
+        path = self.workdir / f"{user.replace(':', '-')}.kubeconfig"
+        path.write_text(json.dumps(_kubeconfig(self.server, self.ca_file, pair, user), indent=2))
+        path.chmod(0o600)
+        return path
 
     # -- access ----------------------------------------------------------------------------------------------
     def kubectl(

@@ -16,15 +16,18 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client, config
 
 from harness.controlplane import ControlPlane
 from harness.pull_agent import PullAgent
+
+if TYPE_CHECKING:
+    from harness.node import RealNode
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "cluster" / "build-binaries.sh"
 
@@ -43,6 +46,8 @@ def locate_binaries() -> Path:
 class Cluster:
     control_plane: ControlPlane
     agent: PullAgent
+    real_nodes: list[RealNode] = field(default_factory=list)  # harness.node, once a test asks for one
+    _trusted: list[Any] = field(default_factory=list)
 
     @property
     def kubeconfig(self) -> Path:
@@ -71,7 +76,13 @@ class Cluster:
         """Run kubectl as the admin; with check=True a non-zero exit raises (stderr in the message)."""
         return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout)
 
-    def create_namespace(self, name: str, restricted: bool = True, labels: dict[str, str] | None = None) -> str:
+    def create_namespace(
+        self,
+        name: str,
+        restricted: bool = True,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> str:
         all_labels = dict(labels or {})
         if restricted:
             all_labels.update(
@@ -80,7 +91,8 @@ class Cluster:
                     "pod-security.kubernetes.io/enforce-version": "latest",
                 }
             )
-        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=all_labels))
+        meta = client.V1ObjectMeta(name=name, labels=all_labels, annotations=annotations)
+        body = client.V1Namespace(metadata=meta)
         with self.api_client() as api:
             client.CoreV1Api(api).create_namespace(body)
         return name
@@ -89,8 +101,18 @@ class Cluster:
         self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
     def trust_registry(self, server: Any) -> None:
-        """Let the fake nodes pull from `server` (TLS: trust its CA; plain HTTP: mark it insecure)."""
+        """Let every node pull from `server` (TLS: trust its CA; plain HTTP: mark it insecure): the fake nodes
+        (the pull agent) and each real node, including one added later (`add_real_node`)."""
+        self._trusted.append(server)
         self.agent.trust_registry(server)
+        for node in self.real_nodes:
+            node.trust_registry(server)
+
+    def add_real_node(self, node: RealNode) -> None:
+        """A started harness.node.RealNode joins: it trusts every registry the fake nodes trust."""
+        self.real_nodes.append(node)
+        for server in self._trusted:
+            node.trust_registry(server)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 Only the image config matters to wharf (S13: ports, user, entrypoint, cmd, workdir, env, created), so each
 image has one tiny but real gzip tar layer and a config carrying exactly the chosen fields: a field left None
 is absent from the config (not empty), which is how "no ENTRYPOINT" and "USER not set" look in real images.
+Images that must really run on the real node (harness.node) set `runnable=True`: their layer is a busybox root
+filesystem (harness.rootfs), so `sh`, `httpd` and friends exist; RUNNABLE_IMAGES is their catalogue.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.registry import RegistryServer
+from harness.rootfs import busybox_layer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -46,6 +49,7 @@ class ImageSpec:
     os: str = "linux"
     architecture: str = "amd64"
     variant: str | None = None
+    runnable: bool = False  # the layer is a real root filesystem (harness.rootfs) instead of one text file
 
     @property
     def platform(self) -> str:
@@ -180,6 +184,20 @@ STANDARD_IMAGES: dict[str, AnySpec] = {
 }
 
 
+# Images whose process really starts on the real node. `httpd` serves /www (index.html) on $PORT: without a
+# manifest `command` (S5) the image's CMD runs as it is, so the shell in CMD expands the PORT wharf sets (S6).
+SERVE_ON_PORT = ["/bin/sh", "-c", 'echo "serving as $(id -u) on $PORT"; exec httpd -f -v -p "$PORT" -h /www']
+RUNNABLE_IMAGES: dict[str, ImageSpec] = {
+    "web": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=SERVE_ON_PORT, runnable=True),
+    # S7: root and a name, which wharf runs as its default non-root uid; port 80 served by a non-root uid
+    "web-root": ImageSpec(exposed_ports=["8080/tcp"], user="root", cmd=SERVE_ON_PORT, runnable=True),
+    "web-named": ImageSpec(exposed_ports=["8080/tcp"], user="nginx", cmd=SERVE_ON_PORT, runnable=True),
+    "web-port-80": ImageSpec(exposed_ports=["80/tcp"], user="1001", cmd=SERVE_ON_PORT, runnable=True),
+    # a process with no port (S10 `process` health check); the manifest's command usually replaces the CMD
+    "shell": ImageSpec(user="1001", cmd=["/bin/sh", "-c", "exec sleep 2147483647"], runnable=True),
+}
+
+
 # -- OCI layout --------------------------------------------------------------------------------------------
 def _layer() -> tuple[bytes, str]:
     """One small real layer (gzip tar with one file), byte-for-byte reproducible: (gzip bytes, diff_id)."""
@@ -209,7 +227,7 @@ class _Layout:
         return self.blob(json.dumps(doc, separators=(",", ":")).encode(), media_type)
 
     def image(self, spec: ImageSpec) -> dict[str, Any]:
-        gz, diff_id = _layer()
+        gz, diff_id = busybox_layer() if spec.runnable else _layer()
         layer = self.blob(gz, OCI_LAYER)
         config = self.json_blob(spec.config(diff_id), OCI_CONFIG)
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}

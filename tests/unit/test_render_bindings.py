@@ -158,9 +158,12 @@ def test_a_missing_secret_still_gets_its_directory_and_type(kubelet: Kubelet, sh
     assert _tree(tmp_path) == {"gone/type": DEFAULT_TYPE}
 
 
-def test_a_binding_name_is_the_directory_name_as_written(kubelet: Kubelet, shell: list[str], tmp_path: Path) -> None:
-    # `$` in a binding name reaches the shell as written: the kubelet's `$(VAR)` and `$$` are kept out
-    name = "db $$ $(PORT) $HOME `x`"
+@pytest.mark.parametrize("name", ["db $$ $(PORT) $HOME `x`", "-x", "--help"])
+def test_a_binding_name_is_the_directory_name_as_written(
+    kubelet: Kubelet, shell: list[str], tmp_path: Path, name: str
+) -> None:
+    # `$` in a binding name reaches the shell as written: the kubelet's `$(VAR)` and `$$` are kept out; a name
+    # starting with `-` is a directory, not an option of mkdir (the init container failed in every shell before)
     services = [{"name": "db", "binding_name": name}]
     rendered = render_ok(make_app({"services": services}), service_credentials={"db": {"uri": "postgres://x"}})
     result = _run_init(kubelet, shell, rendered, tmp_path)

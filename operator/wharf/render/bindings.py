@@ -63,7 +63,7 @@ def _script(files: list[BindingFiles]) -> str:
     lines = ["set -e", "umask 077", f'cd "${ROOT_ENV}"']
     for index, binding in enumerate(files):
         directory = shlex.quote(binding.directory)
-        lines.append(f"mkdir -p {directory}")
+        lines.append(f"mkdir -p -- {directory}")  # `--`: a binding name may start with `-` (`-x`, `--help`)
         lines += [
             f'printf %s "${_variable(index, position)}" > {directory}/{shlex.quote(key)}'
             for position, key in enumerate(binding.keys)
