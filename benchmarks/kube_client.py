@@ -3,7 +3,8 @@ wharf collapse (issue 14): many concurrent callers, each a GET then a no-op serv
 
 Clients, each in this one process against the project's own control plane (tests/harness):
 - `httpx-unbounded`: wharf's httpx client as it was (httpx's default pool, every caller straight into it);
-- `httpx-bounded`: wharf.kube.Kube as it is (at most MAX_IN_FLIGHT requests in flight, the rest on a semaphore);
+- `httpx-bounded`: wharf.kube.Kube over httpx (at most MAX_IN_FLIGHT requests in flight, the rest on a semaphore);
+- `wharf`: wharf.kube.Kube as the operator runs it (aiohttp transport, the same bound);
 - `httpx-http2`: the same client over HTTP/2 (one connection, multiplexed), no bound;
 - `aiohttp`: kopf's own client library, connector limited to MAX_IN_FLIGHT;
 - `lightkube`: lightkube's AsyncClient (its own httpx fork), no bound.
@@ -33,7 +34,7 @@ import httpx  # noqa: E402
 from harness.controlplane import ControlPlane  # noqa: E402
 from harness.fixtures_cluster import locate_binaries  # noqa: E402
 from wharf.kube import Kube  # noqa: E402
-from wharf.kube.client import MAX_IN_FLIGHT, REQUEST_TIMEOUT, http_client, load_configuration  # noqa: E402
+from wharf.kube.client import MAX_IN_FLIGHT, AiohttpTransport, http_client, load_configuration  # noqa: E402
 
 NS = "default"
 SERVICE = {
@@ -46,6 +47,7 @@ PATH = f"/api/v1/namespaces/{NS}/services/bench"
 APPLY = {"fieldManager": "wharf", "force": "true"}
 
 Call = Callable[[], Awaitable[None]]
+Closer = Callable[[], Awaitable[None]]
 
 
 async def _run(calls: Call, callers: int, rounds: int) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def _httpx(
         client = httpx.AsyncClient(
             base_url=configuration.host,
             verify=_tls(configuration),
-            timeout=REQUEST_TIMEOUT,
+            timeout=httpx.Timeout(30.0, connect=5.0, pool=None),
             http2=http2,
             headers={"Accept": "application/json"},
         )
@@ -136,7 +138,18 @@ def _lightkube(kubeconfig: Path) -> tuple[Call, Callable[[], Awaitable[None]]]:
     return call, client.close
 
 
+def _wharf(kubeconfig: Path) -> tuple[Call, Closer]:
+    kube = Kube(AiohttpTransport(load_configuration(str(kubeconfig))))
+
+    async def call() -> None:
+        await kube.get("v1", "Service", NS, "bench")
+        await kube.apply(SERVICE)
+
+    return call, kube.aclose
+
+
 CLIENTS = {
+    "wharf": _wharf,
     "httpx-unbounded": lambda k: _httpx(k, bounded=False),
     "httpx-bounded": lambda k: _httpx(k),
     "httpx-http2": lambda k: _httpx(k, http2=True, bounded=False),

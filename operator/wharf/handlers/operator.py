@@ -22,7 +22,7 @@ from wharf.handlers.cache import Caches, Key, app_key, owner_key, strip_app, str
 from wharf.handlers.queue import WorkQueue
 from wharf.handlers.reconciler import Reconciler
 from wharf.kube import Kube
-from wharf.kube.client import http_client, load_configuration
+from wharf.kube.client import AiohttpTransport, load_configuration
 from wharf.registry import RegistryClient
 from wharf.render.names import APP_LABEL
 from wharf.status.outcome import looked_at_periodically
@@ -115,7 +115,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     if config.routing in ROUTING_KINDS:
         owned[ROUTING_KINDS[config.routing][0]] = kwargs["wharf_routes"]
     caches = Caches(apps=kwargs["wharf_apps"], owned=owned, pods=kwargs["wharf_pods"])
-    kube = Kube(http_client(load_configuration()), on_request=metrics.kube_request)
+    kube = Kube(AiohttpTransport(load_configuration()), on_request=metrics.kube_request)
     registry = RegistryClient(config, on_request=metrics.registry_request)
     reconciler = Reconciler(kube, registry, config, caches)
     queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS, on_depth=metrics.QUEUE_DEPTH.set)
