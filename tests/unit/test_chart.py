@@ -187,11 +187,11 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
     docs = template()
     namespaced = rules_of(one(docs, "ClusterRole", "wharf"))
     assert namespaced == {
-        ("wharf.dev", "apps", frozenset({"get", "list", "watch", "patch"})),
+        ("wharf.dev", "apps", frozenset({"list", "watch"})),
         ("wharf.dev", "apps/status", frozenset({"patch"})),
         ("wharf.dev", "apps/finalizers", frozenset({"update"})),
-        ("apps", "deployments", frozenset({"list", "watch", "create", "patch", "delete"})),
-        ("", "services", frozenset({"list", "create", "patch", "delete"})),
+        ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+        ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
         ("", "secrets", frozenset({"get", "create", "patch", "delete"})),
         ("", "events", frozenset({"create"})),
         ("", "pods", frozenset({"list", "watch"})),
@@ -290,12 +290,14 @@ def test_routing_rules_only_for_the_chosen_mode() -> None:
         resources = resources_of(one(docs, "ClusterRole", "wharf"))
         assert ("ingresses" in resources) == (mode == "ingress"), mode
         assert ("httproutes" in resources) == (mode == "gateway"), mode
-    assert ("networking.k8s.io", "ingresses", frozenset({"list", "create", "patch", "delete"})) in (
+    assert ("networking.k8s.io", "ingresses", frozenset({"get", "list", "watch", "create", "patch", "delete"})) in (
         rules_of(one(by_mode["ingress"], "ClusterRole", "wharf"))
     )
-    assert ("gateway.networking.k8s.io", "httproutes", frozenset({"list", "create", "patch", "delete"})) in (
-        rules_of(one(by_mode["gateway"], "ClusterRole", "wharf"))
-    )
+    assert (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
+    ) in (rules_of(one(by_mode["gateway"], "ClusterRole", "wharf")))
     env = env_of(by_mode["gateway"])
     assert (env["WHARF_ROUTING"], env["WHARF_GATEWAY_NAME"], env["WHARF_GATEWAY_NAMESPACE"]) == (
         "gateway",
