@@ -332,6 +332,8 @@ def test_health_checks_pass_for_healthy_apps(
         ("http", {"health-check-type": "http", "health-check-http-endpoint": "/missing", "timeout": 3}),
         # the process exits
         ("process", {"health-check-type": "process", "command": "sleep 2; exit 3"}),
+        # the healthy test's slow starter, with a start-up allowance shorter than its start: `timeout` is the allowance
+        ("slow start", {"command": 'sleep 12; exec httpd -f -p "$PORT" -h /www', "timeout": 3}),
     ],
 )
 def test_a_broken_app_is_restarted_after_its_start_up_allowance(
