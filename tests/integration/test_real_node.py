@@ -385,6 +385,30 @@ def test_rolling_restart_keeps_the_app_answering(
     assert failures == [], f"{len(failures)} of {requests} requests failed during the restart: {failures[:5]}"
 
 
+# -- S12: containerd pulls over TLS with the pods' credentials (Basic and Bearer tokens) -------------------------------
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_private_tls_registry_images_are_pulled_with_the_apps_credentials_and_run(
+    wharf_operator: Operator,
+    real_node: RealNode,
+    real_ns: str,
+    registry_basic: RegistryServer,
+    registry_token: RegistryServer,
+    mode: str,
+) -> None:
+    op = wharf_operator
+    registry = registry_basic if mode == "basic" else registry_token
+    push_image(registry, "run/private", "1", RUNNABLE_IMAGES["web"])
+    password = base64.b64encode(str(registry.password).encode()).decode()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": real_ns}}
+    op.cluster.kubectl("apply", "-f", "-", input=json.dumps({**secret, "data": {"password": password}}))
+    auth = {"dockerUsername": registry.username, "dockerPasswordSecretRef": {"name": "creds", "key": "password"}}
+    op.apply(app_body("private", real_ns, f"{registry.host}/run/private:1", spec=auth))
+    wait_ready(op, "private", real_ns, real_node)
+    (pod,) = app_pods(op.cluster, real_ns, "private")
+    assert pod["spec"]["imagePullSecrets"], pod["spec"]  # containerd got the credentials from the kubelet
+    assert poll(answers(service_url(op.cluster, real_ns, "private")), 20, 0.5)
+
+
 # -- S14: the kubelet's own pull errors, within seconds -------------------------------------------------------------
 def _scale_and_expect_pull_failure(
     op: Operator, namespace: str, image: str, reason: str, words: str, **spec: Any
