@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything wharf's run and tests need, on a fresh Debian machine: Debian packages (the real
-# Registry V2 server, skopeo, lua), the Python package with its dev tools in .venv, and the control-plane binaries
-# built from Go modules (cached under ~/.cache/wharf; a cold build takes many minutes on 2 cores).
+# Registry V2 server, skopeo, lua, mmdebstrap and buildah for scripts/build-image.sh, umoci and runc to run the
+# image), the locked Python dependencies and the package with its dev tools in .venv, and the control-plane
+# binaries built from Go modules (cached under ~/.cache/wharf; a cold build takes many minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +22,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+# The locked versions, every file checked against its sha256 (requirements/dev.lock, made by scripts/lock.sh),
+# then the package itself without resolving anything again.
+.venv/bin/pip install -q --require-hashes -r requirements/dev.lock
+.venv/bin/pip install -q --no-deps --no-build-isolation -e .
 
 bash tests/cluster/build-binaries.sh >/dev/null
 echo "setup done: binaries in $(bash tests/cluster/build-binaries.sh | tail -n 1)"

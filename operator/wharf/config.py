@@ -46,6 +46,9 @@ class Settings(BaseModel):
     registry_deny: tuple[str, ...] = Field(default=(), description="extra CIDRs never contacted")
     registry_ca_bundle: str = Field(default="", description="PEM file of extra CAs trusted for registries")
     routing: Routing = Routing.NONE
+    default_domain: str = Field(
+        default="", description="the domain cf v6 `host`/`hosts` keys route on when no `domain` is given (S20)"
+    )
     ingress_class: str = ""
     gateway_name: str = ""
     gateway_namespace: str = ""
@@ -75,6 +78,7 @@ class Settings(BaseModel):
             "node_platform": "WHARF_NODE_PLATFORM",
             "registry_ca_bundle": "WHARF_REGISTRY_CA_BUNDLE",
             "routing": "WHARF_ROUTING",
+            "default_domain": "WHARF_DEFAULT_DOMAIN",
             "ingress_class": "WHARF_INGRESS_CLASS",
             "gateway_name": "WHARF_GATEWAY_NAME",
             "gateway_namespace": "WHARF_GATEWAY_NAMESPACE",

@@ -1,17 +1,24 @@
-"""`wharf run`: the operator's entry point (what the Helm chart's Deployment runs)."""
+"""The `wharf` console script: `wharf run` is the operator (what the Helm chart's Deployment runs); every other
+command is the CF users' command line (wharf.cli: push, convert, apps, app, logs, ...)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import sys
+from collections.abc import Mapping
 
+import click
 import kopf
 
 from wharf import __version__
+from wharf.cli.commands import cli
 from wharf.config import Settings
 
 
@@ -46,7 +53,43 @@ def default_priority(peering: str | None, pod_id: str | None = None) -> int:
     return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
+def own_identity(environ: Mapping[str, str] | None = None) -> str:
+    """This process's name in kopf's peering objects and logs: $POD_ID (the chart sets it to the pod's name),
+    else `user@host/time/random` as kopf would make it. kopf's own fallback asks getpass.getuser(), which raises
+    ("getpwuid(): uid not found") when the uid has no passwd entry and no USER/LOGNAME is set: any image run
+    under an arbitrary uid (`docker run --user`, OpenShift's restricted SCC). Then the uid number names it."""
+    env = os.environ if environ is None else environ
+    if env.get("POD_ID"):
+        return env["POD_ID"]
+    user = next((env[name] for name in ("LOGNAME", "USER", "LNAME", "USERNAME") if env.get(name)), None)
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = f"uid-{os.getuid()}"
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    return f"{user}@{socket.gethostname()}/{now}/{secrets.token_hex(2)}"
+
+
+@cli.command(
+    name="run",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.pass_context
+def _run_command(ctx: click.Context) -> None:
+    """Run the operator (wharf run --help for its options)."""
+    sys.exit(run(["run", *ctx.args]))
+
+
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["run"]:
+        return run(arguments)
+    return int(cli.main(arguments, prog_name="wharf", standalone_mode=True) or 0)
+
+
+def run(argv: list[str]) -> int:
+    """`wharf run ...`: the operator."""
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     kopf.configure(
@@ -62,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         peering_name=args.peering,
         priority=args.priority if args.priority is not None else default_priority(args.peering),
         liveness_endpoint=args.liveness,
+        identity=own_identity(),  # type: ignore[arg-type]  # kopf.Identity is a NewType of str, not exported
         clusterwide=not namespaces,
         namespaces=namespaces,
     )

@@ -1,20 +1,32 @@
-"""The Helm chart on the real control plane: `helm install`, then the operator run with exactly the chart's RBAC.
+"""The Helm chart and the operator image on the real control plane.
 
-The chart's own operator pod cannot run here (kwok nodes have no operator image), so the operator runs as a local
-process (`wharf run`) authenticated as the chart's ServiceAccount: a TokenRequest token in a kubeconfig of its
-own. That proves the chart's ClusterRoles are sufficient (an App becomes Ready, status and Events written) and,
-with one rule removed at a time, that each of those rules is needed (403 Forbidden, the App does not get there).
-Its /metrics are scraped before and after a reconcile.
+- The image: `scripts/build-image.sh` builds operator/Dockerfile (buildah on a base made from Debian packages, no
+  Docker engine) and pushes it to the real test registry; its digest is what the chart is installed with.
+- `helm package` of the chart, then `helm install` of that .tgz: the App CRD comes from the package (the CRD is
+  deleted first if an earlier test module applied it, so its presence afterwards proves the package put it there),
+  and the Deployment's pod runs exactly the built digest (the pull agent resolves it from the registry).
+- The image's own filesystem run for real (harness.image_run: unpacked by umoci, started by runc) as the chart runs
+  it: uid 65532, read-only root, no capabilities, no POD_ID, only the chart ServiceAccount's token mounted where the
+  kubelet puts it. It reconciles an App to Ready and serves /healthz and /metrics.
+- The chart's RBAC, rule by rule: the operator as a local process (`wharf run`) authenticated as the chart's
+  ServiceAccount (a TokenRequest token in a kubeconfig of its own). That proves the chart's ClusterRoles are
+  sufficient (an App becomes Ready, status and Events written) and, with one rule removed at a time, that each of
+  those rules is needed (403 Forbidden, the App does not get there). Its /metrics are scraped before and after a
+  reconcile.
 
-This file never requests the session `wharf_operator` fixture: only the ServiceAccount's operator reconciles here.
+This file never requests the session `wharf_operator` fixture: only this file's operators reconcile here, one at
+a time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import subprocess
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,16 +38,32 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import image_run
 from harness.fixtures_cluster import Cluster
 from harness.fixtures_operator import Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
+from harness.polling import poll
+from harness.ports import free_port
 from harness.registry import RegistryServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "wharf"
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "wharf"
+BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 RELEASE = "wharf"  # contains the chart name: every object is named "wharf" (+ "-cluster", "-metrics")
 CLUSTER_ROLE = RELEASE  # the namespaced rules, bound cluster-wide (watchNamespaces unset)
+
+
+@dataclass(frozen=True)
+class OperatorImage:
+    repository: str  # HOST/wharf in the plain test registry
+    digest: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
 
 
 @dataclass
@@ -44,6 +72,9 @@ class Release:
     namespace: str
     helm: Path
     helm_env: dict[str, str]
+    package: Path
+    image: OperatorImage
+    installed_at: float
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -94,7 +125,30 @@ def _helm_binary(cluster: Cluster) -> Path:
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+def operator_image(registry_plain: RegistryServer) -> OperatorImage:
+    """operator/Dockerfile built by scripts/build-image.sh and pushed to the plain test registry (cached by its
+    inputs under ~/.cache/wharf: a cold build takes minutes, an unchanged tree only the push)."""
+    repository = f"{registry_plain.host}/wharf"
+    built = subprocess.run(
+        ["bash", str(BUILD_IMAGE), "--push", f"docker://{repository}:{VERSION}", "--dest-tls-verify=false"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert built.returncode == 0, f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-6000:]}"
+    digest = built.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), built.stdout
+    return OperatorImage(repository, digest)
+
+
+@pytest.fixture(scope="module")
+def release(
+    cluster: Cluster,
+    registry_plain: RegistryServer,
+    operator_image: OperatorImage,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Release]:
     home = tmp_path_factory.mktemp("helm-home")
     helm_env = {
         **os.environ,
@@ -102,17 +156,32 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "HELM_CONFIG_HOME": str(home / "config"),
         "HELM_DATA_HOME": str(home / "data"),
     }
+    helm = _helm_binary(cluster)
+    packaged = subprocess.run(
+        [str(helm), "package", str(CHART), "--destination", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=helm_env,
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    (package,) = home.glob("wharf-*.tgz")
+    # Helm installs a chart's CRDs only when they are absent: drop one an earlier module applied from crds/, so
+    # that the CRD found afterwards is the package's (Apps of earlier modules go with it; their tests are over).
+    cluster.kubectl("delete", "crd", "apps.wharf.dev", "--ignore-not-found", "--timeout=60s")
     namespace = cluster.create_namespace(f"wharf-chart-{uuid.uuid4().hex[:6]}")
-    rel = Release(cluster, namespace, _helm_binary(cluster), helm_env)
-    # watchNamespaces unset: cluster-wide. The image is never pulled successfully (kwok nodes): that is fine.
+    cluster.trust_registry(registry_plain)  # the operator pod's image comes from there
+    rel = Release(cluster, namespace, helm, helm_env, package, operator_image, time.time())
+    # watchNamespaces unset: cluster-wide. The image by digest, as a real cluster should pin it.
     out = rel.run(
         "install",
         RELEASE,
-        str(CHART),
+        str(package),
         "--set-json",
-        'image.repository="example.invalid/wharf"',
+        f"image.repository={json.dumps(operator_image.repository)}",
         "--set-json",
-        'image.tag="test"',
+        f"image.digest={json.dumps(operator_image.digest)}",
         "--timeout=60s",
     )
     assert out.returncode == 0, f"helm install failed:\n{out.stdout}\n{out.stderr}"
@@ -214,8 +283,14 @@ def test_helm_install_creates_the_operator_objects(release: Release) -> None:
     listed = release.run("list", "-o", "json")
     assert [(r["name"], r["status"]) for r in json.loads(listed.stdout)] == [(RELEASE, "deployed")]
 
+    # The App CRD came from the packaged chart (none was there before the install), as crds/app.yaml has it.
     crd = json.loads(kubectl("get", "crd", "apps.wharf.dev", "-o", "json").stdout)
     assert crd["spec"]["group"] == "wharf.dev"
+    created = dt.datetime.fromisoformat(crd["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    assert created.timestamp() >= int(release.installed_at) - 1, "the App CRD predates the install"
+    source = yaml.safe_load((ROOT / "crds" / "app.yaml").read_text())
+    assert [v["name"] for v in crd["spec"]["versions"]] == [v["name"] for v in source["spec"]["versions"]]
+    assert crd["spec"]["versions"][0]["schema"] == source["spec"]["versions"][0]["schema"]
     kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=30s")
     assert json.loads(kubectl("get", "serviceaccount", RELEASE, "-n", ns, "-o", "json").stdout)
 
@@ -232,7 +307,8 @@ def test_helm_install_creates_the_operator_objects(release: Release) -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == RELEASE
     container = pod["containers"][0]
-    assert container["image"] == "example.invalid/wharf:test"
+    image = release.image
+    assert container["image"] == f"{image.repository}:{VERSION}@{image.digest}"
     assert "--all-namespaces" in container["args"]
     assert "--standalone" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -242,6 +318,142 @@ def test_helm_install_creates_the_operator_objects(release: Release) -> None:
     service = json.loads(kubectl("get", "service", f"{RELEASE}-metrics", "-n", ns, "-o", "json").stdout)
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [("metrics", 9090, "metrics")]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    # The operator's pod runs exactly the built image: the node resolved the digest from the registry.
+    selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+
+    def running_pod() -> dict[str, Any] | None:
+        pods = json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout)["items"]
+        return next((p for p in pods if p["status"].get("phase") == "Running"), None)
+
+    pod_running = poll(running_pod, 60, 0.5)
+    assert pod_running, kubectl("get", "pods,events", "-n", ns, "-o", "wide").stdout
+    (status,) = pod_running["status"]["containerStatuses"]
+    assert status["imageID"] == image.reference
+
+
+def test_image_labels_carry_the_version_and_revision(release: Release) -> None:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{release.image.reference}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    config = json.loads(out.stdout)
+    labels = config["config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    # The last commit that changed what goes into the image (scripts/build-image.sh), "-dirty" with local edits.
+    sources = ["operator/Dockerfile", "operator/wharf", "pyproject.toml", "README.md", "requirements/operator.lock"]
+    last = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", *sources], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", last), last
+    assert labels["org.opencontainers.image.revision"] in (last, f"{last}-dirty")
+    assert config["config"]["User"] == "65532:65532"
+    assert config["config"]["Entrypoint"] == ["wharf", "run"]
+
+
+def _service_account_files(release: Release, directory: Path) -> Path:
+    """What the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount for the chart's pod."""
+    cluster = release.cluster
+    token = cluster.kubectl("create", "token", RELEASE, "-n", release.namespace, "--duration=1h").stdout.strip()
+    assert token, "TokenRequest returned no token"
+    directory.mkdir(mode=0o755)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(cluster.control_plane.ca_file.read_bytes())
+    (directory / "namespace").write_text(release.namespace)
+    for entry in directory.iterdir():
+        entry.chmod(0o644)  # readable by uid 65532, as the kubelet's projected volume is
+    return directory
+
+
+def test_the_image_runs_the_operator_as_the_chart_does(
+    release: Release,
+    sa_operator: SaOperator,
+    registry_plain: RegistryServer,
+    app_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The image's own filesystem, run by runc as the chart's pod spec asks (uid 65532, read-only root, no
+    capabilities) with no POD_ID, reaches the apiserver with nothing but the chart ServiceAccount's token (in-cluster
+    config), reconciles an App to Ready and serves /healthz and /metrics."""
+    sa_operator.stop()  # one operator at a time: this one is cluster-wide too
+    cluster = release.cluster
+    bundle = image_run.unpack(f"docker://{release.image.reference}", tmp_path, tls_verify=False)
+    passwd = (bundle / "rootfs" / "etc" / "passwd").read_text()
+    assert re.search(r"^nonroot:x:65532:65532:", passwd, re.M), passwd
+    api_port = cluster.control_plane.server.rsplit(":", 1)[1]
+    metrics_port, health_port = free_port(), free_port()
+    # The chart's arguments and environment (deploy/helm/wharf/templates/deployment.yaml), POD_ID left out.
+    env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": api_port,
+        "WHARF_NAMESPACES": "",
+        "WHARF_REGISTRY_INSECURE": registry_plain.host,
+        "WHARF_REGISTRY_ALLOW": "127.0.0.0/8",  # the test registry lives on loopback
+        "WHARF_METRICS_PORT": str(metrics_port),
+        "WHARF_LOG_LEVEL": "DEBUG",
+    }
+    args = ["wharf", "run", "--all-namespaces", "--standalone", f"--liveness=http://0.0.0.0:{health_port}/healthz"]
+    token_dir = _service_account_files(release, tmp_path / "serviceaccount")
+    container = image_run.run(
+        bundle,
+        tmp_path / "operator.log",
+        args=args,
+        env=env,
+        mounts=[image_run.Mount(token_dir, "/var/run/secrets/kubernetes.io/serviceaccount")],
+    )
+    op = Operator(
+        cluster,
+        container.process,
+        container.log_file,
+        f"http://127.0.0.1:{metrics_port}/metrics",
+        f"http://127.0.0.1:{health_port}/healthz",
+    )
+    try:
+
+        def healthy() -> bool:
+            if container.process.poll() is not None:
+                raise AssertionError(f"the container exited ({container.process.returncode}):\n{op.log_tail()}")
+            try:
+                return httpx.get(op.health_url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        op.wait_for("the image's /healthz", healthy, timeout=90)
+        # The process is who and where the chart says.
+        status = container.proc("status")
+        assert re.search(r"^Uid:\s+65532\s+65532\s+65532\s+65532$", status, re.M), status
+        assert re.search(r"^Gid:\s+65532\s", status, re.M), status
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+        root = next(line for line in container.proc("mountinfo").splitlines() if line.split()[4] == "/")
+        assert "ro" in root.split()[5].split(","), root
+        environ = container.proc("environ").split("\0")
+        assert not any(e.startswith("POD_ID=") for e in environ)
+        assert not any(e.startswith("KUBECONFIG=") for e in environ)
+
+        digest = push_image(registry_plain, "chart/image-run", "v1", STANDARD_IMAGES["single-port"])
+        image = f"{registry_plain.host}/chart/image-run:v1"
+        op.apply(_app("web", app_namespace, image, buildpacks=["go_buildpack"]))
+        op.wait_for("App Ready", lambda: _ready(op, "web", app_namespace), timeout=90)
+        deployment = op.get("deployment", "web-web", app_namespace)
+        assert deployment is not None
+        pod_image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert pod_image == f"{registry_plain.host}/chart/image-run@{digest}"
+
+        def counted() -> list[tuple[str, dict[str, str], float]] | None:
+            samples = _samples(op)
+            return samples if _metric(samples, "wharf_apps", ready="True") >= 1 else None
+
+        samples = op.wait_for("wharf_apps{ready=True} >= 1 on the image's /metrics", counted, timeout=30)
+        assert _metric(samples, "wharf_reconciles_total", result="ok") >= 1
+        log = op.log_file.read_text(errors="replace")
+        assert "getpwuid" not in log
+        assert 'is forbidden: User "' not in log, op.log_tail()
+    finally:
+        container.stop()
+    assert container.process.returncode is not None
 
 
 def test_app_ready_with_the_chart_rbac_and_metrics(
@@ -357,3 +569,49 @@ def test_each_rule_is_needed(
     finally:
         kubectl("patch", "clusterrole", CLUSTER_ROLE, "--type=merge", "-p", json.dumps({"rules": original["rules"]}))
         sa_operator.stop()
+
+
+# Last in this file: it uninstalls the release.
+def test_upgrade_and_uninstall_leave_running_apps_alone(
+    release: Release, sa_operator: SaOperator, registry_plain: RegistryServer, app_namespace: str
+) -> None:
+    kubectl = release.cluster.kubectl
+    op = sa_operator.start()
+    push_image(registry_plain, "chart/single", "v1", STANDARD_IMAGES["single-port"])
+    op.apply(_app("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
+    op.wait_for("App Ready", lambda: _ready(op, "web", app_namespace), timeout=90)
+    sa_operator.stop()
+
+    def workload() -> tuple[str, str, list[str]]:
+        app, deployment = op.get("app", "web", app_namespace), op.get("deployment", "web-web", app_namespace)
+        assert app is not None, "the App is gone"
+        assert deployment is not None, "the App's Deployment is gone"
+        pods = json.loads(kubectl("get", "pods", "-n", app_namespace, "-l", "wharf.dev/app=web", "-o", "json").stdout)
+        return app["metadata"]["uid"], deployment["metadata"]["uid"], [p["status"]["phase"] for p in pods["items"]]
+
+    before = workload()
+    assert before[2], "no pods"
+    assert set(before[2]) == {"Running"}
+
+    # Upgrade from the same package with a changed value: a new revision, the Apps untouched.
+    upgraded = release.run(
+        "upgrade", RELEASE, str(release.package), "--reuse-values", "--set-json", 'operator.logLevel="DEBUG"'
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    listed = json.loads(release.run("list", "-o", "json").stdout)
+    assert [(r["name"], r["revision"], r["status"]) for r in listed] == [(RELEASE, "2", "deployed")]
+    env = json.loads(kubectl("get", "deployment", RELEASE, "-n", release.namespace, "-o", "json").stdout)
+    container = env["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "WHARF_LOG_LEVEL", "value": "DEBUG"} in container["env"]
+    assert workload() == before
+
+    # Uninstall: the operator and its RBAC go; the CRD, the Apps and everything they run stay.
+    uninstalled = release.run("uninstall", RELEASE, "--wait", "--timeout=60s")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    gone = kubectl("get", "deployment", RELEASE, "-n", release.namespace, check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
+    assert kubectl("get", "clusterrole", CLUSTER_ROLE, check=False).returncode != 0
+    kubectl("get", "crd", "apps.wharf.dev")
+    assert workload() == before
+    assert _ready(op, "web", app_namespace)  # the last status the operator wrote stays

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -512,7 +513,12 @@ def test_the_checker_catches_violations() -> None:
 def test_chart_crd_is_the_source_crd() -> None:
     chart_copy = CHART / "crds" / "app.yaml"
     assert CRD_SOURCE.is_file(), "crds/app.yaml (the source of truth) is missing"
-    assert chart_copy.resolve() == CRD_SOURCE.resolve() or chart_copy.read_bytes() == CRD_SOURCE.read_bytes()
+    # A real file, not a symlink: Flux's source-controller drops symlinks when it packs a GitRepository, and a
+    # HelmRelease from it would install the chart without the App CRD.
+    assert not chart_copy.is_symlink(), f"{chart_copy.relative_to(REPO)} must be a regular file, not a symlink"
+    assert chart_copy.read_bytes() == CRD_SOURCE.read_bytes(), (
+        f"{chart_copy.relative_to(REPO)} differs from crds/app.yaml: cp crds/app.yaml {chart_copy.relative_to(REPO)}"
+    )
     done = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
     crds = {
@@ -533,6 +539,27 @@ def test_chart_crd_is_the_source_crd() -> None:
     assert ("wharf.dev", "apps/status", frozenset({"patch"})) in rules_of(one(template(), "ClusterRole", "wharf"))
 
 
+def test_packaged_chart_holds_the_crds_as_files(tmp_path: Path) -> None:
+    """`helm package` (what a chart repository, an OCI registry or Flux's HelmChart serves) carries every CRD
+    of the chart's crds/ as a regular file with the same bytes, and no warning about symlinks."""
+    done = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "symbolic link" not in done.stderr + done.stdout, done.stderr
+    (package,) = tmp_path.glob("wharf-*.tgz")
+    with tarfile.open(package) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        crds = sorted(name for name in members if name.startswith("wharf/crds/"))
+        assert crds == ["wharf/crds/app.yaml", "wharf/crds/kopf-peering.yaml"]
+        for name in crds:
+            assert members[name].isfile(), f"{name} is not a regular file in {package.name}"
+            extracted = tar.extractfile(members[name])
+            assert extracted is not None
+            assert extracted.read() == (CHART / name.removeprefix("wharf/")).read_bytes(), name
+        extracted = tar.extractfile(members["wharf/crds/app.yaml"])
+        assert extracted is not None
+        assert extracted.read() == CRD_SOURCE.read_bytes()
+
+
 def test_dockerfile_matches_the_chart() -> None:
     dockerfile = (REPO / "operator" / "Dockerfile").read_text()
     pod = one(template(), "Deployment")["spec"]["template"]["spec"]
@@ -542,6 +569,23 @@ def test_dockerfile_matches_the_chart() -> None:
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
     assert bases, "no ARG PYTHON_IMAGE"
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0]), "base image tag must be pinned"
+
+
+def test_dockerfile_uses_only_what_docker_and_buildah_share() -> None:
+    """scripts/build-image.sh (buildah 1.28) and `docker build` build the same file: plain Dockerfile
+    instructions only (no RUN --mount, no heredocs, no buildah-only syntax), the base from ARG PYTHON_IMAGE, and
+    the labels from build args."""
+    text = (REPO / "operator" / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    instructions = [line.split()[0] for line in logical.splitlines() if line.strip() and not line.startswith("#")]
+    shared = {"ARG", "FROM", "ENV", "RUN", "WORKDIR", "COPY", "LABEL", "USER", "EXPOSE", "ENTRYPOINT"}
+    assert set(instructions) <= shared
+    assert "--mount" not in logical
+    assert "<<" not in logical
+    assert re.findall(r"^FROM (\S+)", logical, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert 'org.opencontainers.image.version="${VERSION}"' in logical
+    assert 'org.opencontainers.image.revision="${REVISION}"' in logical
+    assert re.search(r"^nonroot:x:65532:65532:", text.replace("echo '", "\n"), re.M), "uid 65532 needs a passwd entry"
 
 
 def test_kind_config_maps_ingress_ports_and_the_registry_mirror() -> None:

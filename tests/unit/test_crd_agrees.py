@@ -224,11 +224,18 @@ def test_the_walk_finds_disagreements() -> None:
         assert expected in problems
 
 
+def _cel_pattern(rule: str) -> str:
+    """The regular expression of a CEL rule's `x.matches('...')` (the CRD states CF-worded rules, not patterns)."""
+    match = re.search(r"matches\('([^']*)'\)", rule)
+    return match.group(1) if match else ""
+
+
 def _byte_quantity_nodes(node: dict[str, Any], path: str = "spec") -> list[tuple[str, str]]:
     found = []
     for key, child in node.get("properties", {}).items():
         if key in ("memory", "disk_quota"):
-            found.append((f"{path}.{key}", child.get("pattern", "")))
+            rules = [r["rule"] for r in child.get("x-kubernetes-validations", [])]
+            found.append((f"{path}.{key}", next((_cel_pattern(r) for r in rules if ".matches(" in r), "")))
         found += _byte_quantity_nodes(child, f"{path}.{key}")
     if "items" in node:
         found += _byte_quantity_nodes(node["items"], f"{path}[]")
@@ -236,7 +243,7 @@ def _byte_quantity_nodes(node: dict[str, Any], path: str = "spec") -> list[tuple
 
 
 def test_byte_quantities_use_the_units_pattern() -> None:
-    # S4: the apiserver refuses exactly what wharf.api.units refuses
+    # S4, S20: the apiserver refuses exactly what wharf.api.units refuses, with a rule in CF's words
     nodes = _byte_quantity_nodes(SPEC)
     assert {path for path, _ in nodes} == {
         "spec.manifest.memory",
@@ -280,5 +287,30 @@ def test_route_pattern_is_the_models() -> None:
     # S11: the apiserver and the operator refuse the same route strings.
     from wharf.api.manifest import ROUTE_PATTERN
 
-    route = _crd_spec()["properties"]["manifest"]["properties"]["routes"]["items"]["properties"]["route"]
-    assert route["pattern"] == ROUTE_PATTERN
+    items = _crd_spec()["properties"]["manifest"]["properties"]["routes"]["items"]
+    (rule,) = items["x-kubernetes-validations"]
+    assert _cel_pattern(rule["rule"]) == ROUTE_PATTERN
+    assert "pattern" not in items["properties"]["route"]  # S20: a refusal says what to write, not a regex
+    assert "fortune-teller.example.com" in rule["messageExpression"]
+
+
+def _described(node: dict[str, Any], path: str) -> list[str]:
+    """Paths under `node` without a description, or whose description cites an internal rule id (S1..S20)."""
+    problems = []
+    for key, child in node.get("properties", {}).items():
+        where = f"{path}.{key}"
+        text = child.get("description", "")
+        if not text:
+            problems.append(f"{where}: no description")
+        elif re.search(r"\(S[0-9]+\)|\bS[0-9]+\b", text):
+            problems.append(f"{where}: cites a rule id: {text}")
+        problems += _described(child, where)
+    if "items" in node:
+        problems += _described(node["items"], f"{path}[]")
+    return problems
+
+
+def test_kubectl_explain_describes_every_manifest_field_in_cf_words() -> None:
+    # S1, S20: `kubectl explain app.spec.manifest...` has a description for every field, without rule ids
+    assert _described(_crd_spec()["properties"]["manifest"], "spec.manifest") == []
+    assert _described(_crd_spec(), "spec") == []

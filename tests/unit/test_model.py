@@ -69,10 +69,15 @@ def test_reserved_env_keys_are_refused(key: str) -> None:
     _refused(f"env keys {key} are set by the platform", {"env": {key: "x", "OK": "y"}})
 
 
-@pytest.mark.parametrize("value", [True, False, 1.5, None, {"nested": 1}, ["a"]])
+@pytest.mark.parametrize("value", [True, False, 1.5, {"nested": 1}, ["a"]])
 def test_env_values_are_strings_or_integers_as_in_the_crd(value: object) -> None:
     # S9: the CRD's int-or-string refuses other YAML scalars; the model says to quote them
     _refused("env values are strings or integers: quote the value of FLAG", {"env": {"FLAG": value}})
+
+
+def test_an_env_key_without_a_value_is_refused_saying_what_to_write() -> None:
+    # S9, S20: `KEY:` with nothing after it (YAML null), common in real manifests
+    _refused('env FLAG have no value: give each a value (write "" for empty) or remove it', {"env": {"FLAG": None}})
 
 
 def test_env_keys_that_merely_contain_reserved_words_are_fine() -> None:
@@ -181,14 +186,14 @@ def test_unknown_keys_are_refused(manifest: dict[str, Any], spec: dict[str, Any]
 @pytest.mark.parametrize(
     ("manifest", "match"),
     [
-        ({"memory": "1GiB"}, "not a CF byte quantity"),
-        ({"disk_quota": "lots"}, "not a CF byte quantity"),
+        ({"memory": "1GiB"}, "must use a supported unit"),
+        ({"disk_quota": "lots"}, "must use a supported unit"),
         ({"timeout": 181}, "less than or equal to 180"),
         ({"timeout": 0}, "greater than or equal to 1"),
         ({"health-check-type": "tcp"}, "health-check-type"),
         ({"health-check-http-endpoint": "health", "health-check-type": "http"}, "should match pattern"),
         ({"processes": [{"type": "Worker"}]}, "should match pattern"),
-        ({"routes": [{"route": "bad host"}]}, "should match pattern"),
+        ({"routes": [{"route": "bad host"}]}, "is not a route Kubernetes can carry"),
         ({"sidecars": [{"name": "s", "process_types": ["nope"], "command": "x"}]}, "unknown process types: nope"),
     ],
 )

@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from wharf.api.units import to_megabytes
 
@@ -45,7 +45,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-ByteQuantity = Annotated[str, Field(max_length=32)]
+# A string; an integer (YAML's `memory: 1024`) is accepted by the type only to be refused in CF's words (S20).
+ByteQuantity = Annotated[str, Field(max_length=32)] | Annotated[int, Strict()]
 
 
 class ProcessSettings(_Strict):
@@ -76,11 +77,15 @@ class ProcessSettings(_Strict):
     timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
     log_rate_limit_per_second: str | None = Field(default=None, alias="log-rate-limit-per-second", max_length=32)
 
-    @field_validator("memory", "disk_quota")
+    @field_validator("memory", "disk_quota", mode="before")
     @classmethod
-    def _cf_unit(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_megabytes(value)  # raises with a message that says what to write
+    def _cf_unit(cls, value: object, info: ValidationInfo) -> object:
+        # S20: `memory: 1024` (an integer to YAML) is refused as the CF API refuses it, not as "not a string".
+        if value is not None and not isinstance(value, bool) and isinstance(value, str | int):
+            try:
+                to_megabytes(value)
+            except ValueError as error:
+                raise ValueError(f"{info.field_name}: {error}") from None
         return value
 
     @model_validator(mode="after")
@@ -104,16 +109,45 @@ class Process(ProcessSettings):
 
 
 # DNS labels (any case; hostnames are lowercased when rendered), an optional leading wildcard label, an optional
-# port and path. The same pattern is in the CRD.
+# port and path. The same pattern is in the CRD's rule (`[.]`, `[*]`: it is also a CEL string literal).
 ROUTE_PATTERN = (
-    r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
+    r"^([*][.])?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?([.][A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
     r"(:[0-9]+)?(/.*)?$"
+)
+_ROUTE = re.compile(ROUTE_PATTERN)
+# What a refused route is told, in CF terms (the CRD's rule says the same).
+ROUTE_MESSAGE = (
+    "is not a route Kubernetes can carry: write HOST.DOMAIN[:PORT][/PATH] where each dot-separated part of the "
+    "host and domain has at most 63 letters, digits or '-' and starts and ends with a letter or digit "
+    "(no '_': write fortune-teller.example.com, not fortune_teller.example.com)"
 )
 
 
+class LoadBalancing(StrEnum):
+    """CF's per-route load-balancing algorithms (`routes[].options.loadbalancing`)."""
+
+    ROUND_ROBIN = "round-robin"
+    LEAST_REQUEST = "least-request"
+    HASH = "hash"
+
+
+class RouteOptions(_Strict):
+    loadbalancing: LoadBalancing | None = None
+    hash_header: str | None = Field(default=None, max_length=256)
+    hash_balance: float | None = Field(default=None, ge=0)
+
+
 class Route(_Strict):
-    route: str = Field(max_length=512, pattern=ROUTE_PATTERN)
+    route: str = Field(max_length=512)
     protocol: str | None = Field(default=None, pattern=r"^(http1|http2|tcp)$")
+    options: RouteOptions | None = None
+
+    @field_validator("route")
+    @classmethod
+    def _carried(cls, value: str) -> str:
+        if not _ROUTE.match(value):
+            raise ValueError(f"route {value} {ROUTE_MESSAGE}")
+        return value
 
     @property
     def host(self) -> str:
@@ -131,11 +165,14 @@ class Sidecar(_Strict):
     command: str = Field(min_length=1, max_length=4096)
     memory: ByteQuantity | None = None
 
-    @field_validator("memory")
+    @field_validator("memory", mode="before")
     @classmethod
-    def _cf_unit(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_megabytes(value)
+    def _sidecar_unit(cls, value: object) -> object:
+        if value is not None and not isinstance(value, bool) and isinstance(value, str | int):
+            try:
+                to_megabytes(value)
+            except ValueError as error:
+                raise ValueError(f"memory: {error}") from None
         return value
 
 
@@ -162,6 +199,14 @@ class Service(_Strict):
     def directory(self) -> str:
         """The binding's name: its VCAP_SERVICES `name` and its directory under SERVICE_BINDING_ROOT."""
         return self.binding_name or self.name
+
+
+class Lifecycle(StrEnum):
+    """CF's `lifecycle`: how the app's droplet is built. Image apps are `docker`; the others are ignored (S2)."""
+
+    DOCKER = "docker"
+    BUILDPACK = "buildpack"
+    CNB = "cnb"
 
 
 class Docker(_Strict):
@@ -209,12 +254,19 @@ class Manifest(ProcessSettings):
     buildpacks: tuple[str, ...] | None = Field(default=None, max_length=32)
     stack: str | None = Field(default=None, max_length=256)
     path: str | None = Field(default=None, max_length=4096)  # S2: meaningless for images
+    lifecycle: Lifecycle | None = None  # S20: `docker` fits; `buildpack`/`cnb` are ignored and reported (S2)
     docker: Docker | None = None
     env: dict[str, EnvValue] = Field(default_factory=dict, max_length=256)
     routes: tuple[Route, ...] = Field(default=(), max_length=64)
     no_route: bool = Field(default=False, alias="no-route")
     random_route: bool = Field(default=False, alias="random-route")
     default_route: bool = Field(default=False, alias="default-route")
+    # S20: the cf CLI v6 route keys, translated into `routes` (wharf.api.routes) with a warning saying what to write.
+    host: str | None = Field(default=None, max_length=63)
+    hosts: tuple[str, ...] = Field(default=(), max_length=64)
+    domain: str | None = Field(default=None, max_length=253)
+    domains: tuple[str, ...] = Field(default=(), max_length=64)
+    no_hostname: bool = Field(default=False, alias="no-hostname")
     processes: tuple[Process, ...] = Field(default=(), max_length=16)
     sidecars: tuple[Sidecar, ...] = Field(default=(), max_length=16)
     services: tuple[str | Service, ...] = Field(default=(), max_length=64)
@@ -224,6 +276,11 @@ class Manifest(ProcessSettings):
     @classmethod
     def _scalar_env(cls, env: object) -> object:
         if isinstance(env, dict):
+            empty = sorted(str(k) for k, v in env.items() if v is None)
+            if empty:
+                raise ValueError(
+                    f'env {", ".join(empty)} have no value: give each a value (write "" for empty) or remove it'
+                )
             bad = sorted(str(k) for k, v in env.items() if isinstance(v, bool) or not isinstance(v, str | int))
             if bad:
                 raise ValueError(
@@ -242,6 +299,17 @@ class Manifest(ProcessSettings):
                 "(keys starting VCAP_ or VMC_, and PORT, are reserved)"
             )
         return env
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _services_list(cls, services: object) -> object:
+        # cf v5 manifests gave services as a map of instance definitions; cf v6 and later take a list of names.
+        if services is not None and not isinstance(services, list | tuple):
+            raise ValueError(
+                "services is a list of service instance names (- my-db) or {name: ..., binding_name: ...} entries; "
+                "create the service instances themselves separately (with wharf: a Secret per service)"
+            )
+        return services
 
     @field_validator("processes")
     @classmethod
@@ -276,10 +344,28 @@ class Manifest(ProcessSettings):
         """`services` with bare names as bindings of their own name."""
         return _as_bindings(self.services)
 
+    def v6_route_keys(self) -> list[str]:
+        """The cf CLI v6 route keys present, in CF's order."""
+        present = {
+            "host": self.host is not None,
+            "hosts": bool(self.hosts),
+            "domain": self.domain is not None,
+            "domains": bool(self.domains),
+            "no-hostname": self.no_hostname,
+        }
+        return [key for key, given in present.items() if given]
+
     @model_validator(mode="after")
     def _routes_and_no_route(self) -> Manifest:
         if self.no_route and self.routes:
             raise ValueError("no-route: true and routes cannot both be given: remove one")
+        v6 = self.v6_route_keys()
+        if v6 and self.routes:
+            # As the cf CLI: the old keys and `routes` cannot be mixed.
+            raise ValueError(
+                f"routes and {', '.join(v6)} cannot both be given: {', '.join(v6)} are cf CLI v6 keys; move them into "
+                "routes (- route: HOST.DOMAIN)"
+            )
         types = {"web", *(p.type for p in self.processes)}
         for sidecar in self.sidecars:
             unknown = sorted(set(sidecar.process_types) - types)
@@ -294,6 +380,7 @@ class Manifest(ProcessSettings):
             "buildpacks": self.buildpacks,
             "stack": self.stack,
             "path": self.path,
+            f"lifecycle: {self.lifecycle}": self.lifecycle if self.lifecycle is not Lifecycle.DOCKER else None,
         }
         return [key for key, value in present.items() if value is not None]
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -32,7 +35,22 @@ def _reconciler() -> Reconciler:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    in_pod = kopf.login_with_service_account(**kwargs)
+    if in_pod is None:
+        return kopf.login_with_kubeconfig(**kwargs)
+    # kopf names the apiserver https://kubernetes.default.svc, which needs cluster DNS. The kubelet gives every pod
+    # the apiserver's address in KUBERNETES_SERVICE_HOST/PORT, which the kubernetes client's in-cluster config
+    # (wharf.kube.client) and client-go use: one apiserver for both of wharf's clients, and no DNS needed
+    # (hostNetwork pods, a cluster whose DNS is down).
+    return dataclasses.replace(in_pod, server=in_cluster_server(os.environ) or in_pod.server)
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """https://HOST:PORT from the kubelet's KUBERNETES_SERVICE_HOST/PORT (IPv6 in brackets), None without them."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

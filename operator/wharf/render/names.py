@@ -93,3 +93,21 @@ def owner_reference(app: App) -> dict[str, object]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+APP_NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # the CRD's rule for an App's name (a Service's)
+MAX_APP_NAME = 63
+
+
+def app_resource_name(cf_name: str) -> str:
+    """The App resource's name for a CF app name (S20). A name Kubernetes can carry is kept; any other
+    (`fortune_teller`, `MyApp`, `my.app`, more than 63 characters) becomes a readable part plus a hash of the whole
+    CF name: the same every time, and two CF names that read alike (`my_app`, `my.app`) still differ."""
+    if len(cf_name) <= MAX_APP_NAME and APP_NAME_PATTERN.fullmatch(cf_name):
+        return cf_name
+    digest = hashlib.sha256(cf_name.encode()).hexdigest()[:8]
+    readable = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", cf_name.lower())).strip("-")
+    if not readable or not readable[0].isalpha():
+        readable = f"app-{readable}".rstrip("-")
+    readable = readable[: MAX_APP_NAME - len(digest) - 1].rstrip("-")
+    return f"{readable}-{digest}"

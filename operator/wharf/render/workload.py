@@ -12,6 +12,7 @@ from typing import Any
 from wharf.api.app import App
 from wharf.api.conditions import Reason
 from wharf.api.image import ImageFacts
+from wharf.api.routes import CfRoutes, RouteKeysError, cf_routes
 from wharf.api.units import to_megabytes
 from wharf.config import Routing, Settings
 from wharf.render import bindings, names
@@ -245,10 +246,18 @@ def services_secret(
     }
 
 
+def app_routes(app: App, settings: Settings) -> CfRoutes:
+    """The App's routes, v6 route keys translated (S20). Raises RenderError when they cannot become routes."""
+    try:
+        return cf_routes(app.spec.manifest, app.app_name, settings.default_domain)
+    except RouteKeysError as error:
+        raise RenderError(Reason.INVALID_SPEC, str(error)) from None
+
+
 def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
     """S11: routes to the web Service, as the admin enabled (Ingress or Gateway API HTTPRoute)."""
-    manifest = app.spec.manifest
-    if manifest.no_route or not manifest.routes or settings.routing is Routing.NONE:
+    routes = app_routes(app, settings).routes
+    if not routes or settings.routing is Routing.NONE:
         return []
     backend = {"name": names.service_name(app), "port": ports.routed}
     if settings.routing is Routing.INGRESS:
@@ -266,7 +275,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
                         ]
                     },
                 }
-                for route in manifest.routes
+                for route in routes
             ]
         }
         if settings.ingress_class:
@@ -279,7 +288,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
         parent["namespace"] = settings.gateway_namespace
     # An HTTPRoute's rules apply to all its hostnames, so one route per hostname: routes `a.example.com/api` and
     # `b.example.com` must not also claim `a.example.com/` and `b.example.com/api` from other Apps.
-    hosts = sorted({route.host for route in manifest.routes})
+    hosts = sorted({route.host for route in routes})
     return [
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
@@ -293,7 +302,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
                         "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
                         "backendRefs": [backend],
                     }
-                    for route in manifest.routes
+                    for route in routes
                     if route.host == host
                 ],
             },
@@ -369,7 +378,9 @@ def manifest_warnings(
         for b in manifest.bindings()
         if b.name not in credentials
     ]
-    if manifest.routes and settings.routing is Routing.NONE and not manifest.no_route:
+    routes = app_routes(app, settings)
+    warnings += [ManifestWarning(Reason.NOT_ENFORCED, text) for text in routes.warnings]
+    if routes.routes and settings.routing is Routing.NONE:
         warnings.append(
             ManifestWarning(
                 Reason.ROUTES_NOT_ROUTED,
@@ -398,7 +409,7 @@ def render(
     ports = choose(app, facts)
     run_as = decide_user(facts, settings)
     processes = plan(app, settings)
-    uris = [] if app.spec.manifest.no_route else [route.route for route in app.spec.manifest.routes]
+    uris = [route.route for route in app_routes(app, settings).routes]
     objects: list[dict[str, Any]] = []
     pull_secrets = [ref.name for ref in app.spec.image_pull_secrets]
     if app.spec.username and registry_password is not None:
