@@ -87,8 +87,8 @@ def test_tests_run_the_versions_the_image_ships() -> None:
 
 def test_every_install_uses_the_locks_with_hashes() -> None:
     dockerfile = (REPO / "operator" / "Dockerfile").read_text()
-    assert "pip install --require-hashes --no-deps -r requirements/operator.lock" in dockerfile
-    assert "pip install --no-deps --no-build-isolation ." in dockerfile
+    assert "pip install --no-compile --require-hashes --no-deps -r requirements/operator.lock" in dockerfile
+    assert "pip install --no-compile --no-deps --no-build-isolation ." in dockerfile
     setup = (REPO / "scripts" / "setup.sh").read_text()
     assert "pip install -q --require-hashes -r requirements/dev.lock" in setup
     assert "pip install -q --no-deps --no-build-isolation -e ." in setup

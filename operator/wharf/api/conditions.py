@@ -47,6 +47,7 @@ class Reason(StrEnum):
     NO_START_COMMAND = "NoStartCommand"
     ROOT_USER_REFUSED = "RootUserRefused"
     APPLY_REFUSED = "ApplyRefused"
+    ROUTE_CONFLICT = "RouteConflict"  # S19: another namespace owns a route the App asks for
     # Manifest warnings
     IGNORED_KEYS = "IgnoredKeys"
     NOT_ENFORCED = "NotEnforced"

@@ -16,6 +16,7 @@ from wharf.api.app import GROUP, PLURAL, VERSION
 from wharf.config import Settings
 from wharf.handlers import metrics
 from wharf.handlers.reconciler import Reconciler, RetryLaterError
+from wharf.handlers.routes import INDEX, RouteOwnership, route_claims
 from wharf.kube import Kube
 from wharf.kube.client import http_client, load_configuration
 from wharf.registry import RegistryClient
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 APP = (GROUP, VERSION, PLURAL)
 SAFETY_NET_SECONDS = 60.0  # re-check every App now and then, in case an event was missed
 SAFETY_NET_CONCURRENCY = 8
+__all__ = ["route_claims"]  # registered with kopf on import (S19's index of route claims)
 
 _state: dict[str, Any] = {}
 
@@ -60,6 +62,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="wharf.dev")
     settings.posting.enabled = False  # wharf posts its own Events, only for meaningful transitions
     settings.watching.server_timeout = 300
+    # After a kube-apiserver restart, custom resources answer 429 "storage is (re)initializing" for a while: retry
+    # every few seconds for about a minute, rather than waiting up to 21 s between tries (kopf's default).
+    settings.networking.error_backoffs = (1, 1, 2, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5)
     # The apiserver sends only wharf's pods and Deployments; the handlers' `labels=` filters alone would have every
     # pod and Deployment of the cluster streamed to and decoded by the operator.
     settings.watching.label_selectors["v1", "pods"] = APP_LABEL
@@ -67,13 +72,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     config = Settings.from_env()
     configure(settings)
     kube = Kube(http_client(load_configuration()))
     registry = RegistryClient(config, on_request=metrics.registry_request)
-    reconciler = Reconciler(kube, registry, config)
-    _state.update(kube=kube, registry=registry, reconciler=reconciler)
+    routes = RouteOwnership(kwargs[INDEX], config)
+    reconciler = Reconciler(kube, registry, config, route_conflict=routes.conflict)
+    _state.update(kube=kube, registry=registry, reconciler=reconciler, routes=routes)
     _state["safety_net"] = asyncio.create_task(safety_net(reconciler), name="wharf safety net")
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     log.info("wharf started; metrics on :%d", config.metrics_port)
@@ -97,6 +103,13 @@ async def reconcile(body: kopf.Body, **_: Any) -> None:
         await _reconciler().reconcile(dict(body))
     except RetryLaterError as retry:
         raise kopf.TemporaryError(str(retry), delay=retry.delay) from retry
+
+
+@kopf.on.event(*APP)
+async def app_event(event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any) -> None:
+    """S19: a route claim came, changed or went: the Apps of other namespaces it overlaps may win or lose a route."""
+    routes: RouteOwnership = _state["routes"]
+    await routes.changed(namespace or "", name or "", event.get("type") is None, _reconciler().refresh)
 
 
 async def safety_net(reconciler: Reconciler) -> None:

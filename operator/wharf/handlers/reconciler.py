@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -117,11 +118,22 @@ def _observe(deployments: list[dict[str, Any]], pods: list[dict[str, Any]], rend
     return Observation(processes=processes, problems=problems(pods), rollout=rollout_problems(current, pods))
 
 
+def _no_route_conflict(app: App) -> str | None:
+    return None
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, resolver: Resolver, settings: Settings) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        resolver: Resolver,
+        settings: Settings,
+        route_conflict: Callable[[App], str | None] = _no_route_conflict,
+    ) -> None:
         self._kube = kube
         self._resolver = resolver
         self._settings = settings
+        self._route_conflict = route_conflict  # S19: handlers.routes.RouteOwnership.conflict
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._queued: set[tuple[str, str]] = set()
         self._ready: dict[tuple[str, str], str] = {}  # Ready status per App, for the wharf_apps gauge
@@ -226,6 +238,7 @@ class Reconciler:
                 service_credentials=await self._service_credentials(app),
                 restaged=resolution.image.restage,
                 now=dt.datetime.now(dt.UTC),
+                route_conflict=self._route_conflict(app),
             )
         except RenderError as error:
             await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)
@@ -371,7 +384,13 @@ class Reconciler:
         before = previous.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
         patch = merge_patch(before, status.model_dump(mode="json", by_alias=True, exclude_none=True))
         if patch:
-            await self._kube.patch_app_status(app.namespace, app.name, patch)
+            try:
+                await self._kube.patch_app_status(app.namespace, app.name, patch)
+            except NotFoundError:
+                # Deleted while this reconcile ran (a pod or Deployment event came after the App went): nothing
+                # to report on; what it owned goes with it (owner references).
+                self.forget(app.namespace, app.name)
+                return status
         ready = find(status.conditions, ConditionType.READY)
         self._ready[(app.namespace, app.name)] = ready.status if ready else "Unknown"
         self._count_ready()
