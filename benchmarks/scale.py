@@ -353,11 +353,13 @@ class Bench:
             cluster.kubectl("apply", "-f", str(CRD))
             cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
             assert poll(lambda: cluster.kubectl("get", "apps", "-A", check=False).returncode == 0, 60, 0.5)
-            raw_http = client_for(control_plane.kubeconfig_for(RAW_USER), args.concurrency)
+            raw_http = client_for(control_plane.client_kubeconfig(RAW_USER, "system:masters"), args.concurrency)
             admin = client_for(control_plane.kubeconfig, max(args.concurrency, args.edits))
             async with raw_http, admin:
                 result["raw"] = await self.raw(cluster, raw_http, admin, registry, image)
-                operators = self.start_operators(cluster, registry, control_plane.kubeconfig_for(OPERATOR_USER))
+                operators = self.start_operators(
+                    cluster, registry, control_plane.client_kubeconfig(OPERATOR_USER, "system:masters")
+                )
                 await self.wharf(cluster, operators, admin, image, result)
         except (Exception, asyncio.CancelledError) as error:  # what was measured so far is written, with why
             result["error"] = traceback.format_exc()

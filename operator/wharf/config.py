@@ -3,6 +3,7 @@ chart sets from its values) and passed down as arguments. Nothing below the hand
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from enum import StrEnum
@@ -62,6 +63,10 @@ class Settings(BaseModel):
         description="how long a replica's peering keep-alive counts: a standby takes over this long after the "
         "active replica dies",
     )
+    routing_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="annotations on every Ingress or HTTPRoute (S19): the admin's, never the App manifest's",
+    )
     metrics_port: int = 9090
     log_level: str = "INFO"
     log_format: str = "plain"
@@ -99,4 +104,7 @@ class Settings(BaseModel):
             "log_format": "WHARF_LOG_FORMAT",
         }
         raw.update({field: env[var] for field, var in scalars.items() if env.get(var)})
+        if env.get("WHARF_ROUTING_ANNOTATIONS"):
+            # A JSON object, as the chart writes it (`toJson`): annotation values may hold any character.
+            raw["routing_annotations"] = json.loads(env["WHARF_ROUTING_ANNOTATIONS"])
         return cls.model_validate(raw)

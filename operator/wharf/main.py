@@ -101,16 +101,19 @@ def run(argv: list[str]) -> int:
         # httpx says every request at INFO: at scale, one line per request is most of the operator's log and CPU.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     import wharf.handlers.operator  # noqa: F401  (registers the handlers with kopf)
+    from wharf.handlers import namespaces
 
-    namespaces = args.namespace or list(settings.namespaces)
+    namespaces.install()  # new namespaces are served after an apiserver restart too (issue 11)
+
+    watched = args.namespace or list(settings.namespaces)
     kopf.run(
         standalone=args.standalone or args.peering is None,
         peering_name=args.peering,
         priority=args.priority if args.priority is not None else default_priority(args.peering),
         liveness_endpoint=args.liveness,
         identity=own_identity(),  # type: ignore[arg-type]  # kopf.Identity is a NewType of str, not exported
-        clusterwide=not namespaces,
-        namespaces=namespaces,
+        clusterwide=not watched,
+        namespaces=watched,
     )
     return 0
 

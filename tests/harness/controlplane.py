@@ -105,12 +105,16 @@ def _stop_all() -> None:
         cp.stop()
 
 
-def _kubeconfig(server: str, ca: Path, pair: Pair, user: str) -> dict[str, Any]:
+def _kubeconfig(server: str, ca: Path, pair: Pair | None, user: str, token: str = "") -> dict[str, Any]:
+    """A kubeconfig for `user`: a client certificate (`pair`) or a bearer token."""
+    credentials = (
+        {"token": token} if pair is None else {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "wharf-test", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "wharf-test", "context": {"cluster": "wharf-test", "user": user}}],
         "current-context": "wharf-test",
     }
@@ -391,13 +395,26 @@ class ControlPlane:
             "--audit-log-batch-max-wait=1s",
         ]
 
-    def kubeconfig_for(self, user: str, group: str = "system:masters") -> Path:
-        """A kubeconfig for a client certificate of its own (`user`, in `group`): the apiserver's audit log and
-        metrics tell its requests from everyone else's. Written to `workdir/<user>.kubeconfig`."""
-        assert self._ca is not None, "start() first"
-        pair = self._ca.issue(user, organization=group, client=True)
-        path = self.workdir / f"{user}.kubeconfig"
-        path.write_text(json.dumps(_kubeconfig(self.server, self._ca.cert, pair, user), indent=2))
+    def restart(self, name: str = "kube-apiserver") -> None:
+        """SIGKILL one control-plane process (`name`, as in logs/) and start it again with the same flags; for the
+        apiserver, return once it is ready again. A fault test's crash, not a graceful stop."""
+        proc = next(p for p in self.procs if p.name == name)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(timeout=30)
+        self.procs.remove(proc)
+        args = proc.popen.args
+        assert isinstance(args, list), args
+        started = self.spawn(name, [str(a) for a in args])
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver /readyz after a restart", lambda: self._get("/readyz") == "ok", started)
+
+    def token_kubeconfig(self, namespace: str, service_account: str) -> Path:
+        """A kubeconfig that acts as the ServiceAccount `namespace/service_account` (a token from TokenRequest), as
+        a GitOps controller in the cluster would."""
+        token = self.kubectl("create", "token", service_account, "-n", namespace, "--duration=1h").stdout.strip()
+        path = self.workdir / f"sa-{namespace}-{service_account}.kubeconfig"
+        path.write_text(json.dumps(_kubeconfig(self.server, self.ca_file, None, service_account, token), indent=2))
         path.chmod(0o600)
         return path
 
@@ -430,10 +447,16 @@ class ControlPlane:
 
     # -- access ----------------------------------------------------------------------------------------------
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """kubectl as the admin, or as the user of `kubeconfig` (client_kubeconfig, token_kubeconfig)."""
         result = subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,

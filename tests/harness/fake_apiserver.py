@@ -159,3 +159,22 @@ class Index(Mapping[Any, list[Any]]):
 
     def __len__(self) -> int:
         return len(self._entries())
+
+
+def reconciler_on(fake: FakeApiserver, resolver: Any, settings: Any) -> Any:
+    """A wharf Reconciler whose apiserver is `fake` and whose caches are the fake's indexes."""
+    from wharf.handlers.cache import Caches, app_key, owner_key, strip_app, strip_owned, strip_pod
+    from wharf.handlers.reconciler import Reconciler
+    from wharf.kube import Kube
+
+    caches = Caches(
+        apps=fake.index("apps", app_key, strip_app),
+        owned={
+            "Deployment": fake.index("deployments", owner_key, strip_owned),
+            "Service": fake.index("services", owner_key, strip_owned),
+            "Ingress": fake.index("ingresses", owner_key, strip_owned),
+            "HTTPRoute": fake.index("httproutes", owner_key, strip_owned),
+        },
+        pods=fake.index("pods", owner_key, strip_pod),
+    )
+    return Reconciler(Kube(fake.client()), resolver, settings, caches)

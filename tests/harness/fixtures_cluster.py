@@ -71,10 +71,16 @@ class Cluster:
         return api
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl as the admin; with check=True a non-zero exit raises (stderr in the message)."""
-        return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout)
+        """Run kubectl as the admin (or as the user of `kubeconfig`: ControlPlane.client_kubeconfig,
+        token_kubeconfig); with check=True a non-zero exit raises (stderr in the message)."""
+        return self.control_plane.kubectl(*args, input=input, check=check, timeout=timeout, kubeconfig=kubeconfig)
 
     def create_namespace(
         self,

@@ -20,10 +20,10 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -37,6 +37,8 @@ from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "app.yaml"
+# S18: the chart's admission policy, installed with the CRD wherever the harness runs wharf (tests, run-local).
+ADMISSION_POLICY = ROOT / "deploy" / "helm" / "wharf" / "admission" / "app-secret-access.yaml"
 # Namespaces the session operator leaves alone (a kopf negated glob), so a test may run a second operator with
 # other cluster-admin settings there (e.g. WHARF_ROOT_USER_POLICY=refuse) without the two fighting over an App.
 SOLO_NAMESPACES = "wharf-solo-*"
@@ -50,6 +52,8 @@ class Operator:
     metrics_url: str
     health_url: str
     outage_host: str = ""  # 127.0.0.1:PORT listed as insecure for `outage_registry`
+    namespaces: tuple[str, ...] = ()  # a solo operator's own namespaces (solo_operator)
+    env: Mapping[str, str] = field(default_factory=dict)  # what `launch` set over this process's environment
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -101,6 +105,7 @@ def _start(
     extra_insecure: tuple[str, ...] = (),
 ) -> Operator:
     cluster.kubectl("apply", "-f", str(CRD))
+    cluster.kubectl("apply", "-f", str(ADMISSION_POLICY))
     cluster.kubectl("wait", "--for=condition=Established", "crd/apps.wharf.dev", "--timeout=60s")
     # Established comes before the resource's storage answers (429 "storage is (re)initializing"): the operator
     # starts once Apps can be listed, so its first watches do not begin with retries.
@@ -167,7 +172,7 @@ def launch(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    operator = Operator(cluster, process, log_file, f"http://127.0.0.1:{metrics_port}/metrics", health_url)
+    operator = Operator(cluster, process, log_file, f"http://127.0.0.1:{metrics_port}/metrics", health_url, env=env)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -229,35 +234,59 @@ def outage_registry(wharf_operator: Operator, registry_ca: Any, tmp_path: Path) 
         yield server
 
 
-SoloOperator = Callable[[Mapping[str, str]], tuple[Operator, str]]
+class SoloOperator(Protocol):
+    def __call__(self, env: Mapping[str, str], count: int = 1) -> tuple[Operator, str]: ...
+
+
+def relaunch(operator: Operator, crash: bool = True) -> Operator:
+    """Stop `operator` (SIGKILL when `crash`: no clean-up of any kind, as when its node dies) and start the same
+    `wharf run` again, same arguments and settings, logging to a new file beside the old one."""
+    if crash:
+        operator.process.kill()
+        operator.process.wait()
+    else:
+        _stop(operator)
+    args = operator.process.args
+    assert isinstance(args, list), args
+    own = [str(a) for a in args[args.index("--standalone") + 2 :]]  # after --standalone and --liveness=...
+    log_file = operator.log_file.with_name(f"{operator.log_file.stem}.{uuid.uuid4().hex[:6]}.log")
+    again = launch(operator.cluster, operator.env, log_file, *own)
+    again.namespaces = operator.namespaces
+    return again
 
 
 @pytest.fixture
 def solo_operator(wharf_operator: Operator, registry_plain: RegistryServer, tmp_path: Path) -> Iterator[SoloOperator]:
-    """Starts a second `wharf run` with other cluster-admin settings (`env` over the plain registry's), watching one
-    fresh `wharf-solo-*` namespace only, which the session operator leaves alone; returns (operator, namespace).
-    Everything started is stopped and deleted after the test."""
+    """Starts a second `wharf run` with other cluster-admin settings (`env` over the plain registry's), watching
+    `count` fresh `wharf-solo-*` namespaces only (operator.namespaces), which the session operator leaves alone;
+    returns (operator, its first namespace). Everything started is stopped and deleted after the test (an operator
+    the test started again with `relaunch` is the test's to `_stop`)."""
     cluster = wharf_operator.cluster
     args = wharf_operator.process.args
     assert isinstance(args, list), args
     assert f"--namespace=!{SOLO_NAMESPACES}" in args, "the session operator watches the solo namespaces too"
-    started: list[tuple[Operator | None, str]] = []
 
-    def start(env: Mapping[str, str]) -> tuple[Operator, str]:
-        namespace = cluster.create_namespace(f"{SOLO_NAMESPACES.rstrip('*')}{uuid.uuid4().hex[:8]}")
-        started.append((None, namespace))
+    started: list[tuple[Operator | None, tuple[str, ...]]] = []
+
+    def start(env: Mapping[str, str], count: int = 1) -> tuple[Operator, str]:
+        prefix = SOLO_NAMESPACES.rstrip("*")
+        namespaces = tuple(cluster.create_namespace(f"{prefix}{uuid.uuid4().hex[:8]}") for _ in range(count))
+        started.append((None, namespaces))
         base = {"WHARF_REGISTRY_INSECURE": registry_plain.host, "WHARF_REGISTRY_ALLOW": "127.0.0.0/8"}
-        solo = launch(cluster, {**base, **env}, tmp_path / f"solo-{len(started)}.log", "--namespace", namespace)
-        started[-1] = (solo, namespace)
-        return solo, namespace
+        scope = [arg for namespace in namespaces for arg in ("--namespace", namespace)]
+        solo = launch(cluster, {**base, **env}, tmp_path / f"solo-{len(started)}.log", *scope)
+        solo.namespaces = namespaces
+        started[-1] = (solo, namespaces)
+        return solo, namespaces[0]
 
     try:
         yield start
     finally:
-        for solo, namespace in started:
+        for solo, namespaces in started:
             if solo is not None:
                 _stop(solo)
-            cluster.delete_namespace(namespace)
+            for namespace in namespaces:
+                cluster.delete_namespace(namespace)
 
 
 @pytest.fixture

@@ -75,11 +75,13 @@ class Reported:
 
 REFUSED: dict[str, Refused] = {
     # S4: CF byte units only
-    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", "should match")),
-    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", "should match")),
-    "disk-quota-gigs": Refused("S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", "should match")),
+    "memory-512X": Refused("S4", spec(memory="512X"), ("spec.manifest.memory", "must use a supported unit")),
+    "memory-lots": Refused("S4", spec(memory="lots"), ("spec.manifest.memory", "must use a supported unit")),
+    "disk-quota-gigs": Refused(
+        "S4", spec(disk_quota="2 gigs"), ("spec.manifest.disk_quota", "must use a supported unit")
+    ),
     "process-memory-bad": Refused(
-        "S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", "should match")
+        "S4", spec(processes=[{"type": "worker", "memory": "1 lot"}]), ("memory", "must use a supported unit")
     ),
     # S4: instances are a count
     "instances-negative": Refused("S4", spec(instances=-1), ("spec.manifest.instances", "greater than or equal to 0")),
@@ -198,8 +200,42 @@ REFUSED: dict[str, Refused] = {
         ("no-route: true and routes cannot both be given: remove one",),
     ),
     "route-not-a-hostname": Refused(
-        "S11", spec(routes=[{"route": "shop-.example..com"}]), ("spec.manifest.routes[0].route", "should match")
+        "S11",
+        spec(routes=[{"route": "shop-.example..com"}]),
+        ("spec.manifest.routes[0]", "is not a route Kubernetes can carry"),
     ),
+    "route-port-too-high": Refused(
+        "S11",
+        spec(routes=[{"route": "shop.example.com:99999/api"}]),
+        ("spec.manifest.routes[0].route", "a route's port is a TCP port from 1 to 65535"),
+    ),
+    # S1: services entries are a Secret's name or {name, ...}: CEL checks either form
+    **{
+        f"service-{case}": Refused(
+            "S1", spec(services=[entry]), ("spec.manifest.services", "each service is the name of a Secret")
+        )
+        for case, entry in (
+            ("empty-name", {"name": ""}),
+            ("empty-string", ""),
+            ("number", 42),
+            ("object-without-name", {"binding_name": "db"}),
+            ("not-a-secret-name", "My DB"),
+        )
+    },
+    # CF's log rate limit: a byte quantity per second, or -1
+    "log-rate-limit-abc": Refused(
+        "S4", spec(**{"log-rate-limit-per-second": "abc"}), ("spec.manifest.log-rate-limit-per-second", "should match")
+    ),
+    "process-log-rate-limit-abc": Refused(
+        "S4",
+        spec(processes=[{"type": "worker", "log-rate-limit-per-second": "lots"}]),
+        ("log-rate-limit-per-second", "should match"),
+    ),
+    # S3: a local image's ID is not a reference a registry serves (the grammar would read it as library/sha256)
+    "image-bare-id": Refused(
+        "S3", {"dockerImage": "sha256:" + "a" * 64}, ("spec.dockerImage", "local image's ID, which no registry serves")
+    ),
+    "image-ipv6-registry": Refused("S3", {"dockerImage": "[::1]:5000/x/y:1"}, ("spec.dockerImage", "should match")),
     # S15: state
     "state-running": Refused(
         "S15",
@@ -219,11 +255,18 @@ REPORTED: dict[str, Reported] = {
     "no-start-command": Reported(
         "S5", {"dockerImage": NO_COMMAND_IMAGE}, "NoStartCommand", ("No start command found or specified",)
     ),
-    # S1: services entries are a name or {name, ...}; the structural schema cannot say so, the operator does
-    "service-number": Reported("S1", spec(services=[42]), "InvalidSpec", ("invalid App", "services")),
-    "service-object-without-name": Reported(
-        "S1", spec(services=[{"binding_name": "db"}]), "InvalidSpec", ("invalid App", "services", "name")
-    ),
+    # S3: an IP address registry in a notation resolvers disagree on: refused before anything is contacted
+    **{
+        f"image-ip-{form}": Reported(
+            "S3", {"dockerImage": f"{host}:5000/x/y:1"}, "InvalidReference", ("invalid image reference", host, says)
+        )
+        for form, host, says in (
+            ("octal", "0177.0.0.1", "four decimal numbers"),
+            ("hex", "0x7f.0.0.1", "four decimal numbers"),
+            ("decimal", "2130706433", "four decimal numbers"),
+            ("short", "127.1", "four decimal numbers"),
+        )
+    },
     # S1: the password Secret is referenced, not inline, and it is missing
     "password-secret-missing": Reported(
         "S1",

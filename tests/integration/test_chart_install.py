@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness import image_run
 from harness.fixtures_cluster import Cluster
-from harness.fixtures_operator import Operator, _stop, launch
+from harness.fixtures_operator import ADMISSION_POLICY, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
 from harness.polling import poll
 from harness.ports import free_port
@@ -183,6 +183,8 @@ def release(
         "--set-json",
         f"image.digest={json.dumps(operator_image.digest)}",
         "--timeout=60s",
+        # The harness installed the same admission policy (S18) for the session: the release takes it over.
+        "--take-ownership",
     )
     assert out.returncode == 0, f"helm install failed:\n{out.stdout}\n{out.stderr}"
     try:
@@ -190,6 +192,7 @@ def release(
     finally:
         rel.run("uninstall", RELEASE, "--wait=false", "--timeout=60s")
         cluster.delete_namespace(namespace)
+        cluster.kubectl("apply", "-f", str(ADMISSION_POLICY))  # the session's again, for the tests after this one
 
 
 def _kubeconfig_for_token(cluster: Cluster, token: str, path: Path) -> Path:
@@ -314,6 +317,11 @@ def test_helm_install_creates_the_operator_objects(release: Release) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert not env["WHARF_NAMESPACES"]  # "" is stored as no value
     assert env["WHARF_METRICS_PORT"] == "9090"
+
+    # S18: the admission policy and its binding, the release's now.
+    for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding"):
+        policy = json.loads(kubectl("get", kind, "wharf-app-secret-access", "-o", "json").stdout)
+        assert policy["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
 
     service = json.loads(kubectl("get", "service", f"{RELEASE}-metrics", "-n", ns, "-o", "json").stdout)
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [("metrics", 9090, "metrics")]

@@ -159,6 +159,9 @@ def test_default_render_watches_all_namespaces_standalone() -> None:
             "ClusterRoleBinding",
             "Service",
             "Deployment",
+            # S18: the admission policy (admission/app-secret-access.yaml) and its binding
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     assert find(docs, "Role") == []
@@ -640,3 +643,24 @@ def test_the_operator_cli_accepts_the_rendered_arguments(rendered: list[Manifest
     assert args.command == "run"
     assert args.liveness == "http://0.0.0.0:8080/healthz"
     assert (args.peering is not None) != args.standalone
+
+
+def test_the_admission_policy_is_the_harness_file_and_can_be_turned_off() -> None:
+    # S18: one truth for the chart, the test harness and the local run
+    policy = [d for d in template() if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    expected = list(yaml.safe_load_all((CHART / "admission" / "app-secret-access.yaml").read_text()))
+    for doc in policy:  # the chart adds its labels to the file's
+        doc["metadata"]["labels"] = {
+            k: v for k, v in doc["metadata"]["labels"].items() if k == "app.kubernetes.io/part-of"
+        }
+    assert policy == expected
+    off = template({"admissionPolicy": {"enabled": False}})
+    assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_routing_annotations_reach_the_operator_as_json() -> None:
+    # S19: the admin's routing annotations, the only ones routing objects carry
+    annotations = {"cert-manager.io/cluster-issuer": "letsencrypt", "example.com/x": "a, b"}
+    env = env_of(template({"routing": {"mode": "ingress", "annotations": annotations}}))
+    assert json.loads(env["WHARF_ROUTING_ANNOTATIONS"]) == annotations
+    assert json.loads(env_of(template())["WHARF_ROUTING_ANNOTATIONS"]) == {}

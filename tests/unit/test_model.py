@@ -241,3 +241,14 @@ def test_route_host_and_path() -> None:
     route = _spec({"routes": [{"route": "Shop.Example.com:8443/a/b"}]}).manifest.routes[0]
     assert route.host == "shop.example.com"
     assert route.path == "/a/b"
+
+
+def test_bad_inputs_the_issue_found_are_refused_by_the_model_as_by_the_crd() -> None:
+    # S1, S4, S11: the operator's own check agrees with the CRD's (an App built in a test obeys the same rules)
+    _refused("a route's port is a TCP port from 1 to 65535", {"routes": [{"route": "shop.example.com:99999"}]})
+    _refused("a route's port is a TCP port from 1 to 65535", {"routes": [{"route": "shop.example.com:0/x"}]})
+    assert _spec({"routes": [{"route": "shop.example.com:8443/x"}]}).manifest.routes[0].host == "shop.example.com"
+    _refused("log-rate-limit-per-second", {"log-rate-limit-per-second": "abc"})
+    for ok in ("-1", "16K", "1M", "100B", "2 GB"):
+        assert _spec({"log-rate-limit-per-second": ok}).manifest.log_rate_limit_per_second == ok
+    _refused("services", {"services": [{"name": ""}]})

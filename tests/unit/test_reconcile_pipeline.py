@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from render_support import DIGEST, make_facts
 
-from harness.fake_apiserver import FakeApiserver
+from harness.fake_apiserver import FakeApiserver, reconciler_on
 from wharf.api.image import ImageFacts
 from wharf.config import Settings
-from wharf.handlers.cache import Caches, app_key, owner_key, strip_app, strip_owned, strip_pod
 from wharf.handlers.reconciler import Reconciler
-from wharf.kube import Kube
 from wharf.registry import Credentials, NotFound, Unavailable
 
 NS = "space"
@@ -61,15 +59,8 @@ def resolver() -> FakeResolver:
 
 @pytest.fixture
 def reconciler(fake: FakeApiserver, resolver: FakeResolver) -> Reconciler:
-    caches = Caches(
-        apps=fake.index("apps", app_key, strip_app),
-        owned={
-            "Deployment": fake.index("deployments", owner_key, strip_owned),
-            "Service": fake.index("services", owner_key, strip_owned),
-        },
-        pods=fake.index("pods", owner_key, strip_pod),
-    )
-    return Reconciler(Kube(fake.client()), resolver, Settings(), caches)
+    reconciler: Reconciler = reconciler_on(fake, resolver, Settings())
+    return reconciler
 
 
 def _conditions(fake: FakeApiserver, name: str = "shop") -> dict[str, dict[str, Any]]:

@@ -111,3 +111,25 @@ def test_unschedulable_posts_one_warning() -> None:
     waiting = _status(starting, UNSCHEDULABLE)
     assert _warnings(transitions(starting, waiting)) == ["Unschedulable"]
     assert _warnings(transitions(waiting, _status(waiting, UNSCHEDULABLE))) == []
+
+
+def _rolled_out(**extra: Any) -> dict[str, Any]:
+    deployment = _deployment("web", replicas=2)
+    deployment["status"].update(replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    deployment["metadata"]["annotations"] = {"wharf.dev/applied-hash": "h1"}
+    deployment.update(extra)
+    return deployment
+
+
+def test_a_deployment_is_rolled_out_only_as_rendered() -> None:
+    # S17: never Running while the pod template differs from what wharf renders: another writer changed it (the
+    # cache's drift flag), or what wharf last applied is not what it renders now.
+    processes = render_ok(APP).processes
+    (ok,) = observe([_rolled_out()], [], processes, {"shop-web": "h1"}).processes
+    assert ok.complete
+    (drifted,) = observe([_rolled_out(**{"wharf.dev/drift": True})], [], processes, {"shop-web": "h1"}).processes
+    assert not drifted.complete
+    (stale,) = observe([_rolled_out()], [], processes, {"shop-web": "h2"}).processes
+    assert not stale.complete
+    (kept,) = observe([_rolled_out()], [], processes, None).processes  # S14: what runs is kept as it is
+    assert kept.complete

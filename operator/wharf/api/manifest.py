@@ -19,6 +19,8 @@ PROCESS_TYPE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RESERVED_ENV_PREFIXES = ("VCAP_", "VMC_")
 RESERVED_ENV_KEYS = ("PORT",)
 MAX_TIMEOUT_SECONDS = 180  # CF's maximum start-up allowance
+# CF's log rate limit: bytes per second with a unit (16K, 1M), or -1 for none. The same pattern is in the CRD.
+LOG_RATE_PATTERN = r"^(-1|[0-9]+(\.[0-9]+)?[ ]?([KkMmGgTt][Bb]?|[Bb])?)$"
 # Kubernetes label values and qualified names (label and annotation keys), as the apiserver checks them.
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 _QUALIFIED_KEY = re.compile(
@@ -75,7 +77,9 @@ class ProcessSettings(_Strict):
         default=None, alias="readiness-health-check-interval", ge=1, le=3600
     )
     timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
-    log_rate_limit_per_second: str | None = Field(default=None, alias="log-rate-limit-per-second", max_length=32)
+    log_rate_limit_per_second: str | None = Field(
+        default=None, alias="log-rate-limit-per-second", max_length=32, pattern=LOG_RATE_PATTERN
+    )
 
     @field_validator("memory", "disk_quota", mode="before")
     @classmethod
@@ -149,6 +153,14 @@ class Route(_Strict):
             raise ValueError(f"route {value} {ROUTE_MESSAGE}")
         return value
 
+    @field_validator("route")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        authority = value.split("/", 1)[0]
+        if ":" in authority and not 1 <= int(authority.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError("a route's port is a TCP port from 1 to 65535")
+        return value
+
     @property
     def host(self) -> str:
         # Hostnames are case-insensitive; Ingress and HTTPRoute accept only lowercase DNS names (S11).
@@ -180,7 +192,7 @@ class Service(_Strict):
     """A service binding: CF's `services` entry. The Secret of that name in the App's namespace holds the
     credentials (wharf has no service broker)."""
 
-    name: str = Field(max_length=253)
+    name: str = Field(min_length=1, max_length=253)
     binding_name: str | None = Field(default=None, max_length=253)
     parameters: dict[str, str] = Field(default_factory=dict)
 

@@ -21,8 +21,9 @@ from wharf.handlers import metrics
 from wharf.handlers.cache import Caches, Key, app_key, owner_key, strip_app, strip_owned, strip_pod
 from wharf.handlers.queue import WorkQueue
 from wharf.handlers.reconciler import Reconciler
+from wharf.handlers.routes import INDEX, RouteOwnership, route_claims
 from wharf.kube import Kube
-from wharf.kube.client import http_client, load_configuration
+from wharf.kube.client import AiohttpTransport, load_configuration
 from wharf.registry import RegistryClient
 from wharf.render.names import APP_LABEL
 from wharf.status.outcome import looked_at_periodically
@@ -34,6 +35,7 @@ SAFETY_NET_SECONDS = 60.0  # look again at Apps whose state may change where wha
 FULL_RESYNC_EVERY = 10  # safety-net rounds: every App is reconciled from the caches (writes nothing if all agree)
 WORKERS = 8  # reconciles at a time (each one waits mostly on the apiserver or a registry)
 SETTINGS = Settings.from_env()  # the routing kinds decide which objects are watched
+__all__ = ["route_claims"]  # registered with kopf on import (S19's index of route claims)
 
 _state: dict[str, Any] = {}
 
@@ -65,6 +67,9 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="wharf.dev")
     settings.posting.enabled = False  # wharf posts its own Events, only for meaningful transitions
     settings.watching.server_timeout = 300
+    # After a kube-apiserver restart, custom resources answer 429 "storage is (re)initializing" for a while: retry
+    # every few seconds for about a minute, rather than waiting up to 21 s between tries (kopf's default).
+    settings.networking.error_backoffs = (1, 1, 2, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5)
     # The apiserver sends only wharf's objects; the handlers' `labels=` filters alone would have every pod and
     # Deployment of the cluster streamed to and decoded by the operator.
     settings.watching.label_selectors["v1", "pods"] = APP_LABEL
@@ -122,12 +127,13 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     if config.routing in ROUTING_KINDS:
         owned[ROUTING_KINDS[config.routing][0]] = kwargs["wharf_routes"]
     caches = Caches(apps=kwargs["wharf_apps"], owned=owned, pods=kwargs["wharf_pods"])
-    kube = Kube(http_client(load_configuration()), on_request=metrics.kube_request)
+    kube = Kube(AiohttpTransport(load_configuration()), on_request=metrics.kube_request)
     registry = RegistryClient(config, on_request=metrics.registry_request)
-    reconciler = Reconciler(kube, registry, config, caches)
-    queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS)
+    routes = RouteOwnership(kwargs[INDEX], config)
+    reconciler = Reconciler(kube, registry, config, caches, route_conflict=routes.conflict)
+    queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS, on_depth=metrics.QUEUE_DEPTH.set)
     queue.start()
-    _state.update(kube=kube, registry=registry, reconciler=reconciler, queue=queue, caches=caches)
+    _state.update(kube=kube, registry=registry, reconciler=reconciler, queue=queue, caches=caches, routes=routes)
     _state["safety_net"] = asyncio.create_task(safety_net(caches, queue), name="wharf safety net")
     start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     log.info("wharf started; metrics on :%d", config.metrics_port)
@@ -149,7 +155,6 @@ def _enqueue(key: Key) -> None:
     queue: WorkQueue[Key] | None = _state.get("queue")
     if queue is not None and key[1]:
         queue.add(key)
-        metrics.QUEUE_DEPTH.set(len(queue))
 
 
 async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
@@ -165,13 +170,18 @@ async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
             body = caches.app(key)
             if body is not None and (everything or looked_at_periodically(body)):
                 queue.add(key)
-        metrics.QUEUE_DEPTH.set(len(queue))
 
 
 # -- events: each only queues the App it concerns -----------------------------------------------------------------
 @kopf.on.event(*APP)
-async def app_changed(body: kopf.Body, **_: Any) -> None:
-    _enqueue(app_key(body))
+async def app_changed(body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
+    key = app_key(body)
+    _enqueue(key)
+    # S19: when its route claims came, changed or went, the Apps of other namespaces they overlap may win or lose a
+    # route.
+    routes: RouteOwnership | None = _state.get("routes")
+    if routes is not None:
+        routes.changed(*key, event.get("type") is None, _enqueue)
 
 
 @kopf.on.event("v1", "pods", labels=OWNED)

@@ -31,9 +31,17 @@ class Backoff:
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, work: Callable[[K], Awaitable[bool]], workers: int, backoff: Backoff | None = None) -> None:
-        """`work(key)` returns True when the key should be retried later (backoff), False when it is done."""
+    def __init__(
+        self,
+        work: Callable[[K], Awaitable[bool]],
+        workers: int,
+        backoff: Backoff | None = None,
+        on_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        """`work(key)` returns True when the key should be retried later (backoff), False when it is done.
+        `on_depth(n)` hears the number of keys waiting or running whenever it changes (the metrics)."""
         self._work = work
+        self._on_depth = on_depth
         self._workers = workers
         self._backoff = backoff or Backoff()
         self._queue: asyncio.Queue[K] = asyncio.Queue()
@@ -64,6 +72,11 @@ class WorkQueue(Generic[K]):
         elif key not in self._waiting:
             self._waiting.add(key)
             self._queue.put_nowait(key)
+            self._depth()
+
+    def _depth(self) -> None:
+        if self._on_depth is not None:
+            self._on_depth(len(self))
 
     def add_after(self, key: K, delay: float) -> None:
         if key in self._timers or key in self._waiting:
@@ -103,6 +116,7 @@ class WorkQueue(Generic[K]):
                 log.exception("processing %s failed", key)
             finally:
                 self._running.discard(key)
+                self._depth()
             if retry:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,12 +83,25 @@ class Run:
     observation: Observation | None = None
 
 
+def _no_route_conflict(app: App) -> str | None:
+    """Without the cross-namespace index (in-process tests): every route is the App's own."""
+    return None
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, resolver: Resolver, settings: Settings, caches: Caches) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        resolver: Resolver,
+        settings: Settings,
+        caches: Caches,
+        route_conflict: Callable[[App], str | None] = _no_route_conflict,
+    ) -> None:
         self._kube = kube
         self._resolver = resolver
         self._settings = settings
         self._caches = caches
+        self._route_conflict = route_conflict  # S19: handlers.routes.RouteOwnership.conflict
         self._memos: dict[Key, Memo] = {}
         self._ready: dict[Key, str] = {}  # Ready status per App, for the wharf_apps gauge
 
@@ -252,6 +266,7 @@ class Reconciler:
                 service_credentials=await self._service_credentials(app),
                 restaged=resolution.image.restage,
                 now=dt.datetime.now(dt.UTC),
+                route_conflict=self._route_conflict(app),
             )
         except RenderError as error:
             raise NotReady(error.reason, error.message, transient=False) from error

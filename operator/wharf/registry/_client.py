@@ -412,6 +412,9 @@ class RegistryClient:
                     await response.aclose()
             except httpx.TooManyRedirects as error:
                 raise Unsupported(f"{where}: the registry redirected too many times") from error
+            except httpx.InvalidURL as error:
+                # A token realm or a redirect naming a host httpx cannot parse (0177.0.0.1): refused, not crashed on.
+                raise Unsupported(f"{where}: the registry sent an address that is not a valid URL ({error})") from error
             except httpx.TimeoutException as error:
                 raise Unavailable(
                     f"{registry} did not answer in time ({type(error).__name__}) after {self._retries + 1} "

@@ -9,6 +9,7 @@ digest is what gets resolved (as `docker pull` does).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -40,6 +41,12 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
 _ANCHORED_NAME_RE = re.compile(rf"^(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})$")
 _IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
+# `sha256:<hex>`: docker's image ID as `docker images --no-trunc` prints it (a local image, S3), which the grammar
+# would otherwise read as the Docker Hub repository `library/sha256` with that tag.
+_IMAGE_ID_RE = re.compile(r"^(sha256|sha384|sha512):[a-fA-F0-9]{32,}$")
+# A host whose last label is a number or 0x-hex is an IPv4 address in some notation (octal 0177.0.0.1, hex
+# 0x7f.0.0.1, decimal 2130706433, short 127.1): no DNS name ends in a numeric label.
+_NUMERIC_LABEL_RE = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 _TAG_RE = re.compile(rf"^{_TAG}$")
 
 # go-digest's registered algorithms and the length of their hex encoding.
@@ -146,6 +153,12 @@ def parse_reference(text: str) -> Reference:
         raise _invalid(text, "give the image without a URL scheme, e.g. 'registry.example.com/app:1.0'")
     if _IDENTIFIER_RE.match(text):
         raise _invalid(text, "a bare 64-character hex string is an image ID, not a reference; give a repository name")
+    if _IMAGE_ID_RE.match(text):
+        raise _invalid(
+            text,
+            "this is a local image's ID, which no registry serves (S3): push the image to a registry and give its "
+            "name, e.g. 'registry.example.com/team/app@sha256:...'",
+        )
     domain, remainder = _split_docker_domain(text)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:
@@ -165,9 +178,33 @@ def parse_reference(text: str) -> Reference:
     if name_match.group(1) is None:
         # docker's grammar would fall back to a reference without a registry (`a_b.c/x`); nothing can pull that.
         raise _invalid(text, f"{domain!r} looks like a registry host but is not a valid host name")
+    _check_ip_host(text, name_match.group(1))
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(domain=name_match.group(1), path=name_match.group(2), tag=tag, digest=digest)
+
+
+def _check_ip_host(text: str, domain: str) -> None:
+    """An IP address registry is written as the kubelet's runtime reads it, and as the SSRF guard checks it: four
+    decimal numbers, or an IPv6 literal in brackets. Other IPv4 notations (octal, hex, decimal, short) are read
+    differently by different resolvers (glibc turns 0177.0.0.1 into 127.0.0.1, Go's parser refuses it), so the
+    address wharf would check might not be the one contacted: refused."""
+    host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.strip("[]"))
+        except ValueError as error:
+            raise _invalid(text, f"{host} is not an IPv6 address ({error})") from error
+        return
+    if _NUMERIC_LABEL_RE.match(host.rsplit(".", 1)[-1]):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as error:
+            raise _invalid(
+                text,
+                f"{host} is not a host name, and as an IPv4 address it must be four decimal numbers from 0 to 255 "
+                "without leading zeros (such as 10.0.0.5): octal, hex, decimal and short forms are refused",
+            ) from error
 
 
 def _explain(text: str) -> str:

@@ -28,6 +28,12 @@ from wharf.render.security import RunAs, container_security_context, decide_user
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key docker and the kubelet use for Docker Hub
 REVISION_HISTORY = 3
 MAIN_CONTAINER = "app"
+STOP_GRACE_SECONDS = 10  # CF's graceful stop: SIGTERM, then SIGKILL 10 seconds later
+# S15: a web instance that is being replaced keeps serving while the Service's endpoints, kube-proxy and any ingress
+# stop sending it traffic (they learn of the deletion at the same moment as the kubelet): the kubelet sleeps this
+# long (preStop `sleep`, no binary needed in the image) before SIGTERM. Without it, an app that exits at once on
+# SIGTERM refused connections during every rolling restart (seen on the harness's real node).
+DRAIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Rendered:
     processes: list[ProcessPlan]
     routes: list[str]
     warnings: list[ManifestWarning] = field(default_factory=list)
+    route_conflict: str | None = None  # S19: why nothing is routed to the App (another namespace owns a route)
 
 
 @dataclass(frozen=True)
@@ -48,15 +55,19 @@ class ManifestWarning:
     message: str
 
 
-def _meta(app: App, name: str, process_type: str | None = None) -> dict[str, Any]:
+def _meta(
+    app: App, name: str, process_type: str | None = None, annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`annotations`: None for the manifest's own; routing objects pass the cluster admin's instead (S19)."""
     meta: dict[str, Any] = {
         "name": name,
         "namespace": app.namespace,
         "labels": names.labels(app, process_type),
         "ownerReferences": [names.owner_reference(app)],
     }
-    if names.user_annotations(app):
-        meta["annotations"] = names.user_annotations(app)
+    chosen = names.user_annotations(app) if annotations is None else dict(annotations)
+    if chosen:
+        meta["annotations"] = chosen
     return meta
 
 
@@ -103,6 +114,7 @@ def _containers(
         "resources": _resources(process.memory_mb - sidecar_memory, process.disk_mb),
         "securityContext": container_security_context(),
         **probes(process, ports),
+        **({"lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}} if process.type == WEB else {}),
         **({"volumeMounts": [bindings.mount()]} if files else {}),
     }
     sidecars = [
@@ -133,7 +145,8 @@ def deployment(
     files: list[BindingFiles],
     restaged: str | None = None,
 ) -> dict[str, Any]:
-    template_annotations = {names.DIGEST_ANNOTATION: facts.digest}
+    # The manifest's annotations go on the pods (S19), under wharf's own: ours win.
+    template_annotations = {**names.user_annotations(app), names.DIGEST_ANNOTATION: facts.digest}
     if app.spec.restarted_at:
         # S15 restart: a new value rolls the pods; the digest stays the same.
         template_annotations[names.RESTARTED_AT_ANNOTATION] = app.spec.restarted_at
@@ -146,8 +159,8 @@ def deployment(
         "enableServiceLinks": False,  # CF apps get no docker-link variables
         "securityContext": pod_security_context(run_as, min(ports.listed)),
         "containers": containers,
-        # CF's graceful stop: 10 seconds between TERM and KILL.
-        "terminationGracePeriodSeconds": 10,
+        # CF's graceful stop: 10 seconds between TERM and KILL (after the web instance's drain).
+        "terminationGracePeriodSeconds": STOP_GRACE_SECONDS + (DRAIN_SECONDS if process.type == WEB else 0),
     }
     if files:
         main = containers[0]
@@ -248,7 +261,9 @@ def app_routes(app: App, settings: Settings) -> CfRoutes:
 
 
 def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
-    """S11: routes to the web Service, as the admin enabled (Ingress or Gateway API HTTPRoute)."""
+    """S11: routes to the web Service, as the admin enabled (Ingress or Gateway API HTTPRoute). Routing objects
+    carry the cluster admin's annotations only: annotations configure the ingress controller or gateway (snippets,
+    auth URLs), which is the admin's to do, never an App author's (S19)."""
     routes = app_routes(app, settings).routes
     if not routes or settings.routing is Routing.NONE:
         return []
@@ -274,7 +289,12 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
         if settings.ingress_class:
             spec["ingressClassName"] = settings.ingress_class
         return [
-            {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": _meta(app, app.name), "spec": spec}
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": _meta(app, app.name, annotations=settings.routing_annotations),
+                "spec": spec,
+            }
         ]
     parent: dict[str, Any] = {"name": settings.gateway_name}
     if settings.gateway_namespace:
@@ -286,7 +306,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": _meta(app, names.route_name(app, host)),
+            "metadata": _meta(app, names.route_name(app, host), annotations=settings.routing_annotations),
             "spec": {
                 "parentRefs": [parent],
                 "hostnames": [host],
@@ -392,13 +412,15 @@ def render(
     service_credentials: Mapping[str, Mapping[str, str]] | None = None,
     restaged: str | None = None,
     now: datetime | None = None,
+    route_conflict: str | None = None,
 ) -> Rendered:
     """Everything the App owns. Raises RenderError when the App cannot run (no start command, refused user).
 
     `service_credentials` maps each bound Secret that exists to its data.
     `now` dates the image's age (S16); without it, no age warning.
     `restaged` is the restage token the image resolution answered (not the one asked for: a restage still waiting
-    for the registry must not roll the pods onto an image it could not re-read)."""
+    for the registry must not roll the pods onto an image it could not re-read).
+    `route_conflict` (S19, status.routes.route_conflict) says why no routing object is rendered."""
     ports = choose(app, facts)
     run_as = decide_user(facts, settings)
     processes = plan(app, settings)
@@ -416,6 +438,15 @@ def render(
         deployment(app, facts, process, ports, run_as, uris, pull_secrets, files, restaged) for process in processes
     )
     objects.append(service(app, ports))
-    objects.extend(routing(app, ports, settings))
+    if route_conflict is None:
+        objects.extend(routing(app, ports, settings))
     warnings = manifest_warnings(app, facts, settings, credentials, now)
-    return Rendered(objects=objects, ports=ports, run_as=run_as, processes=processes, routes=uris, warnings=warnings)
+    return Rendered(
+        objects=objects,
+        ports=ports,
+        run_as=run_as,
+        processes=processes,
+        routes=uris,
+        warnings=warnings,
+        route_conflict=route_conflict,
+    )

@@ -201,6 +201,10 @@ def compute(
     elif crash is not None:
         ready = (False, crash.reason, crash.describe())
         reconciling = (True, crash.reason, "instances are crashing")
+    elif rendered is not None and rendered.route_conflict:
+        # S19: the App runs, but another namespace owns a route it asks for; nothing is routed to it.
+        ready = (False, Reason.ROUTE_CONFLICT, rendered.route_conflict)
+        stalled = (True, Reason.ROUTE_CONFLICT, rendered.route_conflict)
     elif observation is None:
         ready = (None, Reason.PENDING, "not reconciled yet")
         reconciling = (True, Reason.PENDING, "not reconciled yet")
@@ -221,6 +225,11 @@ def compute(
     else:
         instances_ok = all_available
         instances_msg = f"{available}/{desired} instances available"
+        if not all_available:
+            # Old instances may all be available while the new ones are not there yet (a rolling restart waiting
+            # on the registry): say what is missing, or "2/2 available" would read as done beside status False.
+            updated = sum(min(p.updated, p.desired) for p in processes)
+            instances_msg += f", {updated}/{desired} on the current spec: not yet rolled out"
     if rendered:
         warnings = [w.message for w in rendered.warnings]
         warnings_reason = rendered.warnings[0].reason if rendered.warnings else Reason.NONE

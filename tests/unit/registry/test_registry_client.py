@@ -711,3 +711,41 @@ def test_error_tree() -> None:
     assert Unavailable.temporary
     assert RateLimited.temporary
     assert not NotFound.temporary
+
+
+# -- S18: credentials go only to the registry of the App's own image ------------------------------------------------
+async def test_credentials_are_not_sent_to_the_host_a_blob_read_is_redirected_to(
+    fake: FakeRegistry, make_client: Callable[..., RegistryClient]
+) -> None:
+    fake.auth = "basic"
+    fake.push("team/app", "1.0", image_config(cmd=["x"]))
+    blobs = dict(fake.blobs)
+
+    def to_storage(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == "storage.example.net":
+            digest = request.url.path.rsplit("/", 1)[-1]
+            return httpx.Response(200, content=blobs[digest])
+        if "/blobs/" in request.url.path and request.headers.get("Authorization"):
+            digest = request.url.path.rsplit("/", 1)[-1]
+            return httpx.Response(307, headers={"Location": f"https://storage.example.net/b/{digest}"})
+        return None
+
+    fake.intercept = to_storage
+    async with make_client() as client:
+        facts = await client.resolve(REF, Credentials("alice", "wonderland"))
+    assert facts.cmd == ("x",)
+    storage = [r for r in fake.requests if r.url.host == "storage.example.net"]
+    assert storage  # the config blob was read from the redirect target...
+    assert all("Authorization" not in r.headers for r in storage)  # ...without the registry's credentials
+    assert {r.url.host for r in fake.requests if "Authorization" in r.headers} == {HOST.split(":")[0]}
+
+
+async def test_a_token_realm_that_is_not_a_valid_url_is_refused_not_crashed_on(
+    fake: FakeRegistry, make_client: Callable[..., RegistryClient]
+) -> None:  # S3
+    fake.auth = "bearer"
+    fake.realm = "https://0177.0.0.1/token"  # octal: httpx refuses to parse it
+    fake.push("team/app", "1.0", image_config(cmd=["x"]))
+    async with make_client() as client:
+        with pytest.raises(Unsupported, match="not a valid URL"):
+            await client.resolve(REF, Credentials("alice", "wonderland"))

@@ -351,3 +351,18 @@ def test_retry_after() -> None:
     dated = httpx.Response(429, headers={"Retry-After": "Mon, 01 Jan 2024 00:00:30 GMT"}, request=request)
     assert retry_after_seconds(dated, now) == 30
     assert retry_after_seconds(httpx.Response(429, request=request)) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("::1", "loopback"),
+        ("::ffff:7f00:1", "loopback"),  # IPv4-mapped 127.0.0.1
+        ("::ffff:a9fe:a9fe", "link-local"),  # IPv4-mapped 169.254.169.254
+        ("fe80::1", "link-local"),
+        ("169.254.169.254", "link-local"),
+    ],
+)
+async def test_guard_checks_ip_literals_in_every_form_the_parser_lets_through(host: str, says: str) -> None:  # S3
+    with pytest.raises(Blocked, match=says):
+        await Guard(Settings()).check(host, 5000)

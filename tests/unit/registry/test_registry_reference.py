@@ -7,6 +7,8 @@ reference_test.go: TestReferenceParse), restated for `ParseNormalizedNamed` + `T
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -281,3 +283,66 @@ def test_arbitrary_text_is_parsed_or_refused_cleanly(text: str) -> None:  # S3
         assert ref.tag or ref.digest
         return
     assert message.startswith("invalid image reference")
+
+
+# S3: an IP address registry in any notation is either read as the runtime and the SSRF guard read it (four decimal
+# numbers, a bracketed IPv6 literal) or refused with what to write instead; never an exception of another kind.
+IP_FORMS_REFUSED = [
+    "0177.0.0.1:5000/x/y:1",  # octal
+    "0x7f.0.0.1:5000/x/y",  # hex
+    "0x7f000001:5000/x/y",  # one hex number
+    "2130706433:5000/x/y",  # one decimal number
+    "127.1:5000/x/y",  # short
+    "127.0.1:5000/x/y",
+    "010.0.0.1/x/y",  # a leading zero
+    "169.254.169.254.0/x/y",  # five numbers
+    "[::ffff:127.0.0.1]:5000/x/y",  # dotted IPv6 tail: outside docker's grammar
+    "[1:2:3:4:5:6:7:8:9]:5000/x/y",  # not an IPv6 address
+]
+IP_FORMS_PARSED = {
+    "127.0.0.1:5000/x/y": "127.0.0.1:5000",
+    "169.254.169.254/x/y": "169.254.169.254",
+    "[::1]:5000/x/y": "[::1]:5000",
+    "[::ffff:7f00:1]:5000/x/y": "[::ffff:7f00:1]:5000",  # IPv4-mapped 127.0.0.1: the guard unwraps it
+    "[fe80::1]/x/y": "[fe80::1]",
+}
+
+
+@pytest.mark.parametrize("text", IP_FORMS_REFUSED)
+def test_ip_registries_in_other_notations_are_refused(text: str) -> None:  # S3
+    with pytest.raises(InvalidReference, match=r"invalid image reference"):
+        parse_reference(text)
+
+
+@pytest.mark.parametrize(("text", "domain"), list(IP_FORMS_PARSED.items()))
+def test_ip_registries_in_canonical_form_are_parsed(text: str, domain: str) -> None:  # S3
+    assert parse_reference(text).domain == domain
+
+
+def test_an_octal_address_says_what_to_write_instead() -> None:  # S3
+    with pytest.raises(InvalidReference, match="four decimal numbers"):
+        parse_reference("0177.0.0.1:5000/x/y:1")
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_a_bare_image_id_is_a_local_image_and_refused(algorithm: str) -> None:  # S3
+    digest = f"{algorithm}:" + "a" * (64 if algorithm == "sha256" else 128)
+    with pytest.raises(InvalidReference, match="local image's ID, which no registry serves"):
+        parse_reference(digest)
+    assert parse_reference(f"registry.example.com/app@{digest}").digest == digest  # pinned by digest: fine
+
+
+@given(
+    st.lists(st.sampled_from(["0", "00", "0177", "0x7f", "0xff", "1", "127", "255", "256", "4294967295"]), max_size=5)
+)
+def test_any_numeric_host_is_parsed_as_an_ipv4_address_or_refused(labels: list[str]) -> None:  # S3
+    host = ".".join(labels) or "0"
+    try:
+        canonical = str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        canonical = False
+    if canonical:  # only the canonical dotted quad gets through
+        assert parse_reference(f"{host}:5000/x/y").domain == f"{host}:5000"
+    else:
+        with pytest.raises(InvalidReference, match="invalid image reference"):
+            parse_reference(f"{host}:5000/x/y")

@@ -1,0 +1,110 @@
+"""S19 on the real control plane, with Ingress routing: a route belongs to one namespace.
+
+An operator of its own (harness solo_operator) with WHARF_ROUTING=ingress and the cluster admin's routing
+annotations, watching three namespaces: the oldest claim keeps a host, a later App in another namespace is
+Ready=False RouteConflict naming the owner and gets no Ingress, a wildcard never takes a host another namespace
+claims, Apps of one namespace share a route, and the route passes to the next in line when its owner goes. The
+manifest's annotations (an nginx server-snippet, an auth-url at the metadata service) reach the pods, never the
+Ingress. HTTPRoute rendering of the same rules is proven in tests/unit/test_status_routes.py: this cluster has no
+Gateway API CRDs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from harness.fixtures_operator import Operator, SoloOperator
+from harness.images import STANDARD_IMAGES, push_image
+from harness.registry import RegistryServer
+
+pytestmark = [pytest.mark.cluster, pytest.mark.registry]
+
+ADMIN_ANNOTATIONS = {"cert-manager.io/cluster-issuer": "edge-ca"}
+INJECTED = {
+    "nginx.ingress.kubernetes.io/server-snippet": "location / { proxy_pass http://169.254.169.254; }",
+    "nginx.ingress.kubernetes.io/auth-url": "http://169.254.169.254/latest/meta-data/",
+}
+
+
+def _app(name: str, namespace: str, image: str, *routes: str, **manifest: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "wharf.dev/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "dockerImage": image,
+            "manifest": {"memory": "64M", "routes": [{"route": r} for r in routes], **manifest},
+        },
+    }
+
+
+def _ingresses(op: Operator, namespace: str, app: str) -> list[dict[str, Any]]:
+    out = op.cluster.kubectl("get", "ingresses", "-n", namespace, "-l", f"wharf.dev/app={app}", "-o", "json")
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
+
+
+def _ready(op: Operator, name: str, namespace: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        condition = op.condition(name, namespace)
+        return condition if condition.get("status") == "True" else None
+
+    found: dict[str, Any] = op.wait_for(f"{namespace}/{name} Ready", ready, timeout=90)
+    return found
+
+
+def _conflict(op: Operator, name: str, namespace: str, owner: str) -> dict[str, Any]:
+    def said() -> dict[str, Any] | None:
+        ready = op.condition(name, namespace)
+        return ready if ready.get("reason") == "RouteConflict" and owner in ready.get("message", "") else None
+
+    ready: dict[str, Any] = op.wait_for(f"{namespace}/{name} RouteConflict naming {owner}", said, timeout=60)
+    return ready
+
+
+def test_routes_are_owned_by_the_first_namespace(solo_operator: SoloOperator, registry_plain: RegistryServer) -> None:
+    op, _ = solo_operator(
+        {"WHARF_ROUTING": "ingress", "WHARF_ROUTING_ANNOTATIONS": json.dumps(ADMIN_ANNOTATIONS)}, count=3
+    )
+    team_a, team_b, team_c = op.namespaces
+    push_image(registry_plain, "s19/app", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/s19/app:v1"
+
+    # The first claim: routed, with the admin's annotations only; the manifest's annotations are on the pods.
+    op.apply(_app("shop", team_a, image, "shop.example.com", metadata={"annotations": INJECTED}))
+    _ready(op, "shop", team_a)
+    (ingress,) = _ingresses(op, team_a, "shop")
+    assert ingress["metadata"].get("annotations") == ADMIN_ANNOTATIONS
+    deployment = op.get("deployment", "shop-web", team_a) or {}
+    template = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert {key: template.get(key) for key in INJECTED} == INJECTED
+
+    # Another namespace asks for the same host: not Ready, named owner, no Ingress; the App itself still runs.
+    op.apply(_app("shop", team_b, image, "Shop.Example.com"))
+    ready = _conflict(op, "shop", team_b, f"belongs to App shop in namespace {team_a}")
+    assert ready["status"] == "False"
+    assert op.condition("shop", team_b, "Stalled")["reason"] == "RouteConflict"
+    assert op.condition("shop", team_b, "InstancesAvailable")["status"] == "True"
+    assert _ingresses(op, team_b, "shop") == []
+    assert any(e["reason"] == "RouteConflict" and e["type"] == "Warning" for e in op.app_events(team_b, "shop"))
+
+    # A wildcard in a third namespace never takes the hosts the others claim.
+    op.apply(_app("all", team_c, image, "*.example.com"))
+    _conflict(op, "all", team_c, f"belongs to App shop in namespace {team_a}")
+    assert _ingresses(op, team_c, "all") == []
+
+    # Within the owning namespace, a second App may share the route (CF blue-green).
+    op.apply(_app("shop-green", team_a, image, "shop.example.com"))
+    _ready(op, "shop-green", team_a)
+    (green,) = _ingresses(op, team_a, "shop-green")
+    assert [r["host"] for r in green["spec"]["rules"]] == ["shop.example.com"]
+
+    # The owner's Apps go: the next in line (team-b, older than the wildcard) gets the route by itself.
+    op.cluster.kubectl("delete", "app", "shop", "shop-green", "-n", team_a)
+    _ready(op, "shop", team_b)
+    op.wait_for("team-b's Ingress", lambda: len(_ingresses(op, team_b, "shop")) == 1, timeout=30)
+    _conflict(op, "all", team_c, f"belongs to App shop in namespace {team_b}")
+    assert _ingresses(op, team_c, "all") == []
