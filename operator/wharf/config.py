@@ -53,6 +53,16 @@ class Settings(BaseModel):
     ingress_class: str = ""
     gateway_name: str = ""
     gateway_namespace: str = ""
+    app_selector: str = Field(
+        default="",
+        description="label selector of the Apps this replica serves (sharding); empty = every App",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=10,
+        ge=2,
+        description="how long a replica's peering keep-alive counts: a standby takes over this long after the "
+        "active replica dies",
+    )
     routing_annotations: dict[str, str] = Field(
         default_factory=dict,
         description="annotations on every Ingress or HTTPRoute (S19): the admin's, never the App manifest's",
@@ -87,6 +97,8 @@ class Settings(BaseModel):
             "ingress_class": "WHARF_INGRESS_CLASS",
             "gateway_name": "WHARF_GATEWAY_NAME",
             "gateway_namespace": "WHARF_GATEWAY_NAMESPACE",
+            "app_selector": "WHARF_APP_SELECTOR",
+            "peering_lifetime_seconds": "WHARF_PEERING_LIFETIME_SECONDS",
             "metrics_port": "WHARF_METRICS_PORT",
             "log_level": "WHARF_LOG_LEVEL",
             "log_format": "WHARF_LOG_FORMAT",

@@ -98,6 +98,9 @@ def run(argv: list[str]) -> int:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.log_level.upper() != "DEBUG":
+        # httpx says every request at INFO: at scale, one line per request is most of the operator's log and CPU.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     import wharf.handlers.operator  # noqa: F401  (registers the handlers with kopf)
     from wharf.handlers import namespaces
 

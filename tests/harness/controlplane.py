@@ -123,8 +123,21 @@ def _kubeconfig(server: str, ca: Path, pair: Pair | None, user: str, token: str 
 class ControlPlane:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok with `nodes` fake nodes."""
 
-    def __init__(self, workdir: Path, bin_dir: Path, *, nodes: int = 1, startup_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        bin_dir: Path,
+        *,
+        nodes: int = 1,
+        startup_timeout: float = 120.0,
+        audit_users: Sequence[str] = (),
+    ) -> None:
+        """`audit_users`: the apiserver writes an audit record (level Metadata: who, verb, resource, code; no
+        bodies) for every request of these users to `audit_log` (JSON lines), e.g. for counting a client's
+        requests by verb in a benchmark. Empty: no audit log."""
         self.workdir = Path(workdir).resolve()
+        self.audit_users = tuple(audit_users)
+        self.audit_log = self.workdir / "logs" / "audit.log"
         self.bin_dir = Path(bin_dir).resolve()
         self.node_names = [f"fake-node-{i}" for i in range(nodes)]
         self.startup_timeout = startup_timeout
@@ -288,6 +301,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self._audit_args(),
             ],
         )
         for name, pair in (
@@ -357,6 +371,29 @@ class ControlPlane:
         sa_path = "/api/v1/namespaces/default/serviceaccounts/default"
         self._wait("ServiceAccount default/default", lambda: self._get(sa_path) is not None)
         self._wait("fake nodes Ready and untainted", self._nodes_ready)
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit_users:
+            return []
+        policy = self.workdir / "audit-policy.json"
+        rules = [
+            {"level": "Metadata", "users": list(self.audit_users)},
+            {"level": "None"},
+        ]
+        policy.write_text(
+            json.dumps(
+                {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"], "rules": rules}
+            )
+        )
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",  # one file however large: a reader follows it by offset
+            "--audit-log-mode=batch",  # requests do not wait on the log
+            "--audit-log-batch-max-wait=1s",
+        ]
 
     def restart(self, name: str = "kube-apiserver") -> None:
         """SIGKILL one control-plane process (`name`, as in logs/) and start it again with the same flags; for the

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.fixtures_cluster import Cluster
 from harness.polling import poll
@@ -81,6 +82,16 @@ class Operator:
         items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
         return sorted(items, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the operator's `name` samples (e.g. wharf_reconciles_total) whose labels include `labels`."""
+        text = httpx.get(self.metrics_url, timeout=5).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}
         return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
@@ -133,14 +144,21 @@ def _wait_until_new_namespaces_are_seen(operator: Operator, attempts: int = 12) 
 
 
 def launch(
-    cluster: Cluster, env: Mapping[str, str], log_file: Path, *args: str, kubeconfig: Path | None = None
+    cluster: Cluster,
+    env: Mapping[str, str],
+    log_file: Path,
+    *args: str,
+    kubeconfig: Path | None = None,
+    peering: str | None = None,
 ) -> Operator:
-    """`wharf run --standalone ARGS` as its own process with `env` over this process's environment (KUBECONFIG,
-    the metrics port and the health URL filled in), returned once its health endpoint answers."""
+    """`wharf run --standalone ARGS` (`--peering PEERING` when given) as its own process with `env` over this
+    process's environment (KUBECONFIG, the metrics port and the health URL filled in), returned once its health
+    endpoint answers."""
     metrics_port, health_port = free_port(), free_port()
     health_url = f"http://127.0.0.1:{health_port}/healthz"
+    mode = f"--peering={peering}" if peering else "--standalone"
     process = subprocess.Popen(
-        [sys.executable, "-m", "wharf.main", "run", "--standalone", f"--liveness={health_url}", *args],
+        [sys.executable, "-m", "wharf.main", "run", mode, f"--liveness={health_url}", *args],
         env={
             **os.environ,
             # The package of this checkout, not whichever one the venv's editable install points at (a git

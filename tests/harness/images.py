@@ -186,7 +186,12 @@ STANDARD_IMAGES: dict[str, AnySpec] = {
 
 # Images whose process really starts on the real node. `httpd` serves /www (index.html) on $PORT: without a
 # manifest `command` (S5) the image's CMD runs as it is, so the shell in CMD expands the PORT wharf sets (S6).
-SERVE_ON_PORT = ["/bin/sh", "-c", 'echo "serving as $(id -u) on $PORT"; exec httpd -f -v -p "$PORT" -h /www']
+# The shell stays PID 1 and exits on SIGTERM, as an app should (httpd as PID 1 would ignore it until SIGKILL).
+SERVE_ON_PORT = [
+    "/bin/sh",
+    "-c",
+    'echo "serving as $(id -u) on $PORT"; trap "exit 0" TERM; httpd -f -v -p "$PORT" -h /www & wait',
+]
 RUNNABLE_IMAGES: dict[str, ImageSpec] = {
     "web": ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=SERVE_ON_PORT, runnable=True),
     # S7: root and a name, which wharf runs as its default non-root uid; port 80 served by a non-root uid

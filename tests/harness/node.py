@@ -11,8 +11,14 @@ What runs (everything under `workdir`, nothing installed as a system service; re
 - kubelet (built from k8s.io/kubernetes at the control plane's version by tests/cluster/build-binaries.sh) on the
   cgroup v1 hierarchies (`failCgroupV1: false`, cgroupfs, no QoS cgroups), registered with the label and the
   NoSchedule taint NODE_LABEL=NODE_VALUE so that nothing lands here unless its namespace is placed here
-  (`place_namespace`); the test pull agent only touches kwok's nodes, so it leaves these pods alone.
+  (`namespace_annotations()`); the test pull agent only touches kwok's nodes, so it leaves these pods alone.
 - kube-proxy (same build), iptables mode: Service ClusterIPs work from the node and from pods.
+
+How App pods get here: the apiserver's PodNodeSelector and PodTolerationRestriction admission plugins (enabled by
+harness.controlplane) add the node selector and the toleration to every pod of an annotated namespace. That is how
+a cluster admin dedicates nodes to a tenant (CF's isolation segments, per space), so wharf's rendering and the
+App stay exactly as on any cluster: no test-only operator setting, and nothing in the Deployment for wharf's
+drift correction (S17) to fight, since admission changes the pods, not the pod template.
 
 One real node per machine (host iptables chains, the bridge and the Service range are machine-wide): a second one
 fails with the holder's pid (NodeError), it does not skip. `stop()` removes every pod, container, shim, mount,

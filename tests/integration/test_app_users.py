@@ -15,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from harness.fake_apiserver import FakeApiserver, reconciler_on
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
-from harness.merge_patch import apply_merge_patch
 from harness.registry import RegistryServer
 from wharf.api.image import ExposedPort, ImageFacts
 from wharf.config import RootUserPolicy, Settings
-from wharf.handlers.reconciler import Reconciler
 from wharf.registry import Credentials
 
 cluster_marks = [pytest.mark.cluster, pytest.mark.registry]
@@ -173,45 +172,13 @@ def test_the_namespace_really_enforces_restricted(wharf_operator: Operator, user
 
 
 # -- the refuse policy -------------------------------------------------------------------------------------
-class FakeKube:
-    """Just enough of wharf.kube.Kube for one App's reconcile: remembers what the Reconciler writes."""
-
-    def __init__(self, app: dict[str, Any]) -> None:
-        self.app = app
-        self.applied: list[Mapping[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []
-
-    async def get_app(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.app
-
-    async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.app = {**self.app, "status": apply_merge_patch(self.app.get("status") or {}, status)}
-
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        return None
-
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        self.applied.append(obj)
-        return dict(obj)
-
-    async def list(self, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]) -> list[Any]:
-        return []
-
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return None
-
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        raise AssertionError("nothing to delete")
-
-    async def create_event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
-        self.events.append((type_, reason, message))
-
-
 class FakeResolver:
     def __init__(self, user: str) -> None:
         self.user = user
 
-    async def resolve(self, reference: str, credentials: Credentials | None = None) -> ImageFacts:
+    async def resolve(
+        self, reference: str, credentials: Credentials | None = None, *, fresh: bool = False
+    ) -> ImageFacts:
         return ImageFacts(
             reference=reference,
             digest="sha256:" + "cd" * 32,
@@ -221,16 +188,30 @@ class FakeResolver:
         )
 
 
-def _reconcile(user: str, policy: RootUserPolicy) -> FakeKube:
-    body = app_body("shop", "space", "registry.example.com/team/shop:1")
-    body["metadata"].update(uid="0f0e0d0c-0000-4000-8000-000000000002", generation=1)
-    kube = FakeKube(body)
-    reconciler = Reconciler(kube, FakeResolver(user), Settings(root_user_policy=policy))  # type: ignore[arg-type]
-    asyncio.run(reconciler.reconcile(body))
-    return kube
+@dataclass
+class Reconciled:
+    """What one reconcile against the in-memory apiserver wrote (harness.fake_apiserver)."""
+
+    app: dict[str, Any]
+    applied: list[dict[str, Any]]
+    events: list[tuple[str, str, str]]
 
 
-def _conditions(kube: FakeKube) -> dict[str, dict[str, Any]]:
+def _reconcile(user: str, policy: RootUserPolicy) -> Reconciled:
+    fake = FakeApiserver()
+    path = "/apis/wharf.dev/v1alpha1/namespaces/space/apps/shop"
+    fake.put(path, app_body("shop", "space", "registry.example.com/team/shop:1"))
+    reconciler = reconciler_on(fake, FakeResolver(user), Settings(root_user_policy=policy))
+    asyncio.run(reconciler.reconcile(("space", "shop")))
+    writes = fake.writes()
+    return Reconciled(
+        app=fake.objects[path],
+        applied=[r.body for r in writes if r.content_type.startswith("application/apply-patch")],
+        events=[(r.body["type"], r.body["reason"], r.body["message"]) for r in writes if r.path.endswith("/events")],
+    )
+
+
+def _conditions(kube: Reconciled) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in kube.app["status"]["conditions"]}
 
 

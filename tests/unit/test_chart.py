@@ -187,11 +187,11 @@ def test_all_namespaces_rbac_is_exactly_what_the_operator_uses() -> None:
     docs = template()
     namespaced = rules_of(one(docs, "ClusterRole", "wharf"))
     assert namespaced == {
-        ("wharf.dev", "apps", frozenset({"get", "list", "watch", "patch"})),
+        ("wharf.dev", "apps", frozenset({"list", "watch"})),
         ("wharf.dev", "apps/status", frozenset({"patch"})),
         ("wharf.dev", "apps/finalizers", frozenset({"update"})),
-        ("apps", "deployments", frozenset({"list", "watch", "create", "patch", "delete"})),
-        ("", "services", frozenset({"list", "create", "patch", "delete"})),
+        ("apps", "deployments", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
+        ("", "services", frozenset({"get", "list", "watch", "create", "patch", "delete"})),
         ("", "secrets", frozenset({"get", "create", "patch", "delete"})),
         ("", "events", frozenset({"create"})),
         ("", "pods", frozenset({"list", "watch"})),
@@ -280,6 +280,35 @@ def test_peering_in_watched_namespaces() -> None:
     assert "clusterkopfpeerings" not in resources_of(one(docs, "ClusterRole", "wharf-cluster"))
 
 
+def test_sharding_gives_each_shard_a_deployment_and_peering_of_its_own_and_disjoint_app_selectors() -> None:
+    docs = template({"sharding.shards": ["a", "b", "c"], "replicas": 2, "peering.enabled": True})
+    deployments = {d["metadata"]["name"]: d for d in find(docs, "Deployment")}
+    assert sorted(deployments) == ["wharf-a", "wharf-b", "wharf-c"]
+    selectors, peerings = {}, {}
+    for name, deployment in deployments.items():
+        shard = name.removeprefix("wharf-")
+        # Selectors differ per shard (a Deployment must not adopt another shard's pods) and match the pods.
+        match = deployment["spec"]["selector"]["matchLabels"]
+        assert match["wharf.dev/shard"] == shard
+        assert match.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert deployment["spec"]["replicas"] == 2
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        selectors[shard] = next(e["value"] for e in container["env"] if e["name"] == "WHARF_APP_SELECTOR")
+        peerings[shard] = next(a for a in container["args"] if a.startswith("--peering="))
+    # The first shard also takes every App whose label names no other shard: the slices cover all Apps.
+    assert selectors == {"a": "wharf.dev/shard notin (b,c)", "b": "wharf.dev/shard=b", "c": "wharf.dev/shard=c"}
+    assert peerings == {"a": "--peering=wharf-a", "b": "--peering=wharf-b", "c": "--peering=wharf-c"}
+    assert sorted(p["metadata"]["name"] for p in find(docs, "ClusterKopfPeering")) == ["wharf-a", "wharf-b", "wharf-c"]
+    # One metrics Service in front of every shard's pods.
+    service = one(docs, "Service", "wharf-metrics")
+    assert all(
+        service["spec"]["selector"].items() <= d["spec"]["selector"]["matchLabels"].items()
+        for d in deployments.values()
+    )
+    assert env_of(template())["WHARF_APP_SELECTOR"] == ""  # no sharding: one Deployment serves every App
+    assert env_of(template())["WHARF_PEERING_LIFETIME_SECONDS"] == "10"
+
+
 def test_routing_rules_only_for_the_chosen_mode() -> None:
     by_mode = {
         "none": template(),
@@ -290,12 +319,14 @@ def test_routing_rules_only_for_the_chosen_mode() -> None:
         resources = resources_of(one(docs, "ClusterRole", "wharf"))
         assert ("ingresses" in resources) == (mode == "ingress"), mode
         assert ("httproutes" in resources) == (mode == "gateway"), mode
-    assert ("networking.k8s.io", "ingresses", frozenset({"list", "create", "patch", "delete"})) in (
+    assert ("networking.k8s.io", "ingresses", frozenset({"get", "list", "watch", "create", "patch", "delete"})) in (
         rules_of(one(by_mode["ingress"], "ClusterRole", "wharf"))
     )
-    assert ("gateway.networking.k8s.io", "httproutes", frozenset({"list", "create", "patch", "delete"})) in (
-        rules_of(one(by_mode["gateway"], "ClusterRole", "wharf"))
-    )
+    assert (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        frozenset({"get", "list", "watch", "create", "patch", "delete"}),
+    ) in (rules_of(one(by_mode["gateway"], "ClusterRole", "wharf")))
     env = env_of(by_mode["gateway"])
     assert (env["WHARF_ROUTING"], env["WHARF_GATEWAY_NAME"], env["WHARF_GATEWAY_NAMESPACE"]) == (
         "gateway",

@@ -6,6 +6,7 @@ import kopf
 from kopf._cogs.structs.references import Resource
 
 from wharf.api.app import GROUP, PLURAL, VERSION
+from wharf.config import Settings
 from wharf.handlers.operator import configure
 
 PODS = Resource("", "v1", "pods", kind="Pod", namespaced=True)
@@ -21,7 +22,7 @@ def _label_selector(settings: kopf.OperatorSettings, resource: Resource) -> str:
 def test_only_wharfs_pods_and_deployments_are_streamed() -> None:
     # The apiserver filters: a cluster's other pods and Deployments never reach the operator's event loop.
     settings = kopf.OperatorSettings()
-    configure(settings)
+    configure(settings, Settings())
     assert _label_selector(settings, PODS) == "wharf.dev/app"
     assert _label_selector(settings, DEPLOYMENTS) == "wharf.dev/app"
     assert _label_selector(settings, APPS) == ""  # every App is wharf's
@@ -29,7 +30,23 @@ def test_only_wharfs_pods_and_deployments_are_streamed() -> None:
 
 def test_kopf_bookkeeping_stays_out_of_status_and_events_are_wharfs_own() -> None:
     settings = kopf.OperatorSettings()
-    configure(settings)
+    configure(settings, Settings())
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert settings.posting.enabled is False
+
+
+def test_a_shard_is_sent_only_the_apps_its_selector_matches() -> None:
+    # Sharding: each replica's App watch carries its selector; its pods and Deployments stream stays wharf's.
+    settings = kopf.OperatorSettings()
+    configure(settings, Settings.from_env({"WHARF_APP_SELECTOR": "wharf.dev/shard notin (b,c)"}))
+    assert _label_selector(settings, APPS) == "wharf.dev/shard notin (b,c)"
+    assert _label_selector(settings, PODS) == "wharf.dev/app"
+
+
+def test_a_standby_replica_takes_over_after_the_peering_lifetime() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, Settings())
+    assert settings.peering.lifetime == 10  # kopf's own default (60 s) would leave Apps unserved for a minute
+    configure(settings, Settings.from_env({"WHARF_PEERING_LIFETIME_SECONDS": "20"}))
+    assert settings.peering.lifetime == 20

@@ -11,6 +11,7 @@ from render_support import DIGEST, UID, deployment, main_container, make_app, ma
 
 from wharf.config import Routing, Settings
 from wharf.render.names import DIGEST_ANNOTATION, RESTAGED_ANNOTATION, RESTARTED_AT_ANNOTATION
+from wharf.render.workload import DRAIN_SECONDS, STOP_GRACE_SECONDS
 
 EVERYTHING = {
     "services": ["db"],
@@ -77,6 +78,20 @@ def test_rolling_update_brings_new_instances_up_before_old_go() -> None:
     # S15: maxUnavailable 0, one at a time (CF's max_in_flight 1)
     strategy = deployment(render_ok(make_app({"instances": 4})))["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def test_a_web_instance_drains_before_sigterm_and_keeps_cfs_ten_seconds_after_it() -> None:
+    # S15: no downtime on a rolling restart: the kubelet sleeps (preStop) while the endpoints, kube-proxy and any
+    # ingress stop routing to the old instance, then TERM, then KILL 10 s later as in CF. Other process types get
+    # no traffic through a Service: TERM at once.
+    rendered = render_ok(make_app(EVERYTHING))
+    web = deployment(rendered)["spec"]["template"]["spec"]
+    assert web["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
+    assert web["terminationGracePeriodSeconds"] == DRAIN_SECONDS + STOP_GRACE_SECONDS == 15
+    assert all("lifecycle" not in c for c in web["containers"][1:])  # sidecars stop with the pod's TERM
+    worker = deployment(rendered, "worker")["spec"]["template"]["spec"]
+    assert "lifecycle" not in worker["containers"][0]
+    assert worker["terminationGracePeriodSeconds"] == STOP_GRACE_SECONDS == 10
 
 
 def test_selector_matches_the_template_labels() -> None:

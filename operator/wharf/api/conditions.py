@@ -48,6 +48,7 @@ class Reason(StrEnum):
     ROOT_USER_REFUSED = "RootUserRefused"
     APPLY_REFUSED = "ApplyRefused"
     ROUTE_CONFLICT = "RouteConflict"  # S19: another namespace owns a route the App asks for
+    NAME_CONFLICT = "NameConflict"  # S17: a name wharf would use is taken by an object it did not make
     # Manifest warnings
     IGNORED_KEYS = "IgnoredKeys"
     NOT_ENFORCED = "NotEnforced"

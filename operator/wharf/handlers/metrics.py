@@ -27,3 +27,16 @@ PULL_FAILURES = Counter(
 def registry_request(registry: str, outcome: str, seconds: float) -> None:
     REGISTRY_REQUESTS.labels(registry=registry, outcome=outcome).inc()
     REGISTRY_SECONDS.labels(registry=registry).observe(seconds)
+
+
+KUBE_REQUESTS = Counter(
+    "wharf_kube_requests",
+    "Requests the reconcile makes to the apiserver, by verb, resource and HTTP status (0: no answer)",
+    ["verb", "resource", "code"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge("wharf_queue_depth", "Apps waiting for or in a reconcile", registry=REGISTRY)
+
+
+def kube_request(verb: str, resource: str, status: int) -> None:
+    KUBE_REQUESTS.labels(verb=verb, resource=resource, code=str(status)).inc()

@@ -1,20 +1,23 @@
-"""One App's reconcile: parse, resolve (only when needed), render, apply, observe, report.
+"""One App's reconcile, as one pipeline: read, resolve, render, apply, observe; then one wrapper reports.
 
-Triggered by kopf for App changes and by the App's pods and Deployments (pull failures within seconds, drift
-correction). Runs one at a time per App. The registry is asked only when the App has no resolution for its image
-reference and restage token yet (S13: restart and scale never re-resolve); when it fails, the last good resolution
-keeps the running instances as they are (S14).
+Each step returns its result or raises one NotReady (reason, message, transient); `reconcile` turns the outcome into
+the status (patched only when it changes), the Events (on transitions only) and whether to retry (the work queue's
+backoff). Everything is read from the watch-fed caches (handlers/cache.py); the apiserver is asked only to write
+what differs from what wharf last applied (a hash on each object), to read the Secrets an App names, and to look
+once at a name wharf has not seen yet before taking it (S17: nothing adopted).
+
+The registry is asked only when the App has no resolution for its image reference and restage token yet (S13:
+restart and scale never re-resolve); when it fails, the last good resolution keeps the running instances as they
+are (S14).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -24,40 +27,27 @@ from wharf.api.conditions import ConditionType, Reason
 from wharf.api.image import ImageFacts
 from wharf.config import Settings
 from wharf.handlers import metrics
-from wharf.kube import Kube, KubeError, NotFoundError
+from wharf.handlers.cache import SECRETS_KEY, Caches, Key, Written, owned_by, strip_app, strip_owned
+from wharf.kube import Kube, KubeError
 from wharf.kube.merge_patch import merge_patch
 from wharf.registry import (
     Credentials,
-    Denied,
     InvalidReference,
-    NotFound,
-    RateLimited,
     RegistryError,
     Unauthorized,
-    Unavailable,
-    Unsupported,
     credentials_from_dockerconfigjson,
     parse_reference,
 )
 from wharf.render import Rendered, RenderError, owned_kinds, render
-from wharf.render.names import APP_LABEL, PROCESS_LABEL, derived_secret_names
-from wharf.status.compute import Blocked, Observation, ProcessObservation, Resolution, compute
+from wharf.render.names import APPLIED_HASH_ANNOTATION, derived_secret_names
+from wharf.render.ownership import drift, stamped, take_over
+from wharf.status.compute import Blocked, Observation, Resolution, compute
 from wharf.status.conditions import find
-from wharf.status.pulls import FAILED_TO_CREATE, problems
-from wharf.status.rollout import rollout_problems
+from wharf.status.events import EventRecord, transitions
+from wharf.status.observe import DRIFT_KEY, observe
+from wharf.status.outcome import NotReady, apply_refused, name_conflict, registry_reason
 
 log = logging.getLogger(__name__)
-
-_REASONS: tuple[tuple[type[RegistryError], Reason], ...] = (
-    (InvalidReference, Reason.INVALID_REFERENCE),
-    (NotFound, Reason.IMAGE_NOT_FOUND),
-    (Unauthorized, Reason.UNAUTHORIZED),
-    (Denied, Reason.DENIED),
-    (RateLimited, Reason.RATE_LIMITED),
-    (Unavailable, Reason.REGISTRY_UNAVAILABLE),
-    (Unsupported, Reason.UNSUPPORTED_REGISTRY),
-)
-TRANSIENT_RETRY_SECONDS = 10.0
 
 
 class Resolver(Protocol):
@@ -68,57 +58,33 @@ class Resolver(Protocol):
     ) -> ImageFacts: ...
 
 
-class RetryLaterError(Exception):
-    """The reconcile should run again after `delay` seconds (kopf.TemporaryError in the kopf layer)."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _registry_reason(error: RegistryError) -> Reason:
-    return next((reason for kind, reason in _REASONS if isinstance(error, kind)), Reason.IMAGE_PULL_FAILED)
+@dataclass
+class Memo:
+    """What the reconciler keeps of one App between runs; dropped when the App is gone."""
+
+    uid: str
+    written: Written = field(default_factory=Written)
+    secrets: dict[str, str] = field(default_factory=dict)  # derived Secret -> hash it carries (applied or seen)
+    secrets_looked_up: bool = False  # the derived Secrets the running pods use were looked for once since start
 
 
-def _observe(deployments: list[dict[str, Any]], pods: list[dict[str, Any]], rendered: Rendered) -> Observation:
-    processes = []
-    current = []  # the Deployments of the processes the App asks for (one of a removed type is being pruned)
-    for plan in rendered.processes:
-        found = next((d for d in deployments if d["metadata"].get("labels", {}).get(PROCESS_LABEL) == plan.type), None)
-        if found is not None:
-            current.append(found)
-        status = (found or {}).get("status") or {}
-        generation = (found or {}).get("metadata", {}).get("generation", 0)
-        updated = status.get("updatedReplicas", 0)
-        processes.append(
-            ProcessObservation(
-                type=plan.type,
-                desired=plan.replicas,
-                ready=status.get("readyReplicas", 0),
-                available=status.get("availableReplicas", 0),
-                updated=updated,
-                rolled_out=found is not None
-                and status.get("observedGeneration", 0) >= generation
-                and (found.get("spec") or {}).get("replicas") == plan.replicas
-                and updated >= plan.replicas
-                and status.get("replicas", 0) <= plan.replicas,
-            )
-        )
-    return Observation(processes=processes, problems=problems(pods), rollout=rollout_problems(current, pods))
+@dataclass
+class Run:
+    """What one reconcile has learnt so far: what the wrapper reports from."""
+
+    app: App
+    previous: AppStatus
+    resolution: Resolution | None = None
+    rendered: Rendered | None = None
+    observation: Observation | None = None
 
 
 def _no_route_conflict(app: App) -> str | None:
+    """Without the cross-namespace index (in-process tests): every route is the App's own."""
     return None
 
 
@@ -128,137 +94,104 @@ class Reconciler:
         kube: Kube,
         resolver: Resolver,
         settings: Settings,
+        caches: Caches,
         route_conflict: Callable[[App], str | None] = _no_route_conflict,
     ) -> None:
         self._kube = kube
         self._resolver = resolver
         self._settings = settings
+        self._caches = caches
         self._route_conflict = route_conflict  # S19: handlers.routes.RouteOwnership.conflict
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._queued: set[tuple[str, str]] = set()
-        self._ready: dict[tuple[str, str], str] = {}  # Ready status per App, for the wharf_apps gauge
+        self._memos: dict[Key, Memo] = {}
+        self._ready: dict[Key, str] = {}  # Ready status per App, for the wharf_apps gauge
 
-    async def refresh(self, namespace: str, name: str) -> None:
-        """Reconcile on a pod or Deployment change; bursts of events coalesce into one run."""
-        key = (namespace, name)
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self._queued.discard(key)
-            body = await self._kube.get_app(namespace, name)
-            if body is None:
-                # Deleted: Apps carry no finalizer, so kopf calls no delete handler; the first refresh after the
-                # deletion (its pods going, or the safety net) finds it gone.
-                self.forget(namespace, name)
-                return
-            # The App's own kopf handler owns retries; events only refresh.
-            with contextlib.suppress(RetryLaterError):
-                await self._reconcile(body)
+    # -- bookkeeping ---------------------------------------------------------------------------------------------
+    def tracked(self) -> int:
+        """Apps the reconciler holds state for (0 once all are deleted: nothing per App outlives it)."""
+        return len(self._memos.keys() | self._ready.keys())
 
-    async def reconcile(self, body: dict[str, Any]) -> None:
-        key = (body["metadata"].get("namespace", ""), body["metadata"]["name"])
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            fresh = await self._kube.get_app(*key)  # kopf's body may be older than a status we just wrote
-            if fresh is None:
-                self.forget(*key)
-                return
-            await self._reconcile(fresh)
-
-    def known(self) -> list[tuple[str, str]]:
-        """(namespace, name) of every App reconciled and not deleted since."""
-        return list(self._ready)
-
-    def forget(self, namespace: str, name: str) -> None:
-        self._locks.pop((namespace, name), None)
-        self._ready.pop((namespace, name), None)
+    def forget(self, key: Key) -> None:
+        self._memos.pop(key, None)
+        self._ready.pop(key, None)
         self._count_ready()
 
     def _count_ready(self) -> None:
         for state in ("True", "False", "Unknown"):
             metrics.APPS.labels(ready=state).set(sum(1 for s in self._ready.values() if s == state))
 
-    async def _reconcile(self, body: dict[str, Any]) -> None:
+    def _memo(self, key: Key, uid: str) -> Memo:
+        memo = self._memos.get(key)
+        if memo is None or memo.uid != uid:  # a new App of the same name: nothing of the old one applies
+            memo = self._memos[key] = Memo(uid)
+        return memo
+
+    # -- the wrapper -------------------------------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> bool:
+        """Reconcile the App `key` from the caches. Returns True when it should run again after a backoff."""
+        memo = self._memos.get(key)
+        cached = self._caches.app(key)
+        body = memo.written.app_view(cached) if memo is not None and cached is not None else cached
+        if body is None:
+            self.forget(key)  # deleted: owner references make the garbage collector remove what it owned (S15)
+            return False
+        if body["metadata"].get("deletionTimestamp"):
+            # Being deleted: the garbage collector removes what the App owns (in foreground deletion, before the
+            # App goes); applying now would create it again.
+            return False
         started = time.monotonic()
         result = "error"
         try:
-            result = await self._reconcile_once(body)
+            retry, result = await self._reconcile(body)
+            return retry
+        except KubeError as error:
+            # The apiserver or the network (a conflict, a timeout, an outage): retried with backoff.
+            log.warning("reconciling App %s/%s: %s (retrying)", *key, error)
+            return True
         finally:
             metrics.RECONCILES.labels(result=result).inc()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
-    async def _reconcile_once(self, body: dict[str, Any]) -> str:
-        meta = body["metadata"]
-        namespace, name = meta.get("namespace", "default"), meta["name"]
-        if meta.get("deletionTimestamp"):
-            # Being deleted: the garbage collector removes what the App owns (in foreground deletion, before the
-            # App goes); applying now would create it again.
-            return "deleting"
-        previous = AppStatus.model_validate(body.get("status") or {})
+    async def _reconcile(self, body: dict[str, Any]) -> tuple[bool, str]:
+        run = Run(app=_stub(body), previous=AppStatus.model_validate(body.get("status") or {}))
         try:
-            app = App.from_resource(body)
-        except ValidationError as error:
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-            stub = App(
-                name=name,
-                namespace=namespace,
-                uid=meta.get("uid", ""),
-                generation=meta.get("generation", 1),
-                spec=_placeholder_spec(),
-            )
-            await self._report(
-                stub, previous, Blocked(Reason.INVALID_SPEC, f"invalid App: {message}"), None, None, None
-            )
-            return "invalid"
+            await self._steps(body, run)
+        except NotReady as stop:
+            if stop.transient and stop.resolution is None:
+                log.info("App %s/%s waits: %s", run.app.namespace, run.app.name, stop.message)
+                return True, "waiting"
+            if stop.resolution is not None:
+                run.resolution = stop.resolution
+                await self._report(run, None)
+                return stop.transient, "failed"
+            await self._report(run, Blocked(stop.reason, stop.message))
+            return False, "invalid" if stop.reason in (Reason.INVALID_SPEC, Reason.INVALID_REFERENCE) else "blocked"
+        await self._report(run, None)
+        assert run.resolution is not None
+        failed = run.resolution.failed
+        return failed and run.resolution.transient, "failed" if failed else "ok"
 
-        try:
-            reference = str(parse_reference(app.spec.image))
-        except InvalidReference as error:
-            # S3: refused before anything is created.
-            await self._report(app, previous, Blocked(Reason.INVALID_REFERENCE, str(error)), None, None, None)
-            return "invalid"
-
-        if previous.observed_generation is None:
+    # -- the steps ---------------------------------------------------------------------------------------------
+    async def _steps(self, body: dict[str, Any], run: Run) -> None:
+        run.app = _parse(body)
+        reference = _reference(run.app)
+        if run.previous.observed_generation is None:
             # A new App: say "in progress" before the registry round trip. With no status at all, kstatus (Flux's
             # `wait`, kubectl wait) would count the App as current before wharf has looked at it.
-            previous = await self._report(app, previous, None, None, None, None)
-        resolution, password = await self._resolve(app, reference, previous)
-        if resolution.image is None:
-            await self._report(app, previous, None, resolution, None, None)
-            _retry_if_transient(resolution)
-            return "failed"
-
-        try:
-            rendered = render(
-                app,
-                resolution.image,
-                self._settings,
-                registry_password=password,
-                service_credentials=await self._service_credentials(app),
-                restaged=resolution.image.restage,
-                now=dt.datetime.now(dt.UTC),
-                route_conflict=self._route_conflict(app),
-            )
-        except RenderError as error:
-            await self._report(app, previous, Blocked(error.reason, error.message), resolution, None, None)
-            return "blocked"
-
+            run.previous = await self._report(run, None)
+        credentials, password, problem = await self._credentials(run.app, reference)
+        run.resolution = await self._resolve(run.app, reference, run.previous, credentials, problem)
+        run.rendered = await self._render(run.app, run.resolution, password)
         # Without the password (its Secret gone or renamed), applying would drop the pull Secret the running pods
         # pull with, and the next pod that starts could not: what runs stays as it is until the Secret is back (S14).
-        converge = resolution.error_reason is not Reason.CREDENTIALS_MISSING
+        converge = run.resolution.error_reason is not Reason.CREDENTIALS_MISSING
+        applied: dict[str, str] | None = None
         if converge:
-            refused = await self._apply(app, rendered)
-            if refused is not None:
-                await self._report(app, previous, refused, resolution, None, None)
-                return "blocked"
-        owned = await self._owned(app)  # after the apply: the Deployments' generations are the ones just applied
-        if converge:
-            await self._prune(app, rendered, owned)
-        observation = await self._observation(app, rendered, owned["Deployment"])
-        await self._report(app, previous, None, resolution, rendered, observation)
-        _retry_if_transient(resolution)
-        return "failed" if resolution.failed else "ok"
+            # The Secrets the running pods use, before the apply changes what they use (see _prune).
+            memo = self._memo((run.app.namespace, run.app.name), run.app.uid)
+            used = {name for d in self._objects(run.app, memo, "Deployment") for name in d.get(SECRETS_KEY, ())}
+            applied = await self._apply(run.app, run.rendered)
+            await self._prune(run.app, run.rendered, used)
+        run.observation = self._observe(run.app, run.rendered, applied)
 
     async def _credentials(self, app: App, reference: str) -> tuple[Credentials | None, str | None, str]:
         """(credentials for resolving, the App's own password for its pull secret, a problem to report)."""
@@ -291,27 +224,52 @@ class Reconciler:
                 return found, None, ""
         return None, None, ""
 
-    async def _resolve(self, app: App, reference: str, previous: AppStatus) -> tuple[Resolution, str | None]:
-        credentials, password, problem = await self._credentials(app, reference)
+    async def _resolve(
+        self, app: App, reference: str, previous: AppStatus, credentials: Credentials | None, problem: str
+    ) -> Resolution:
+        """The image to run. Raises NotReady when there is none (nothing resolved yet, and the registry failed)."""
         last_good = previous.image
         current = last_good is not None and last_good.reference == reference and last_good.restage == app.spec.restage
         if problem:
-            return Resolution(last_good, Reason.CREDENTIALS_MISSING, problem, transient=False), password
-        if current:
-            return Resolution(last_good), password
-        # S13: a restage asks the registry now (no cached tag), so a tag just pushed again is seen.
-        restaging = last_good is not None and last_good.reference == reference and not current
-        try:
-            if restaging:
-                facts = await self._resolver.resolve(reference, credentials, fresh=True)
+            resolution = Resolution(last_good, Reason.CREDENTIALS_MISSING, problem, transient=False)
+        elif current:
+            return Resolution(last_good)
+        else:
+            # S13: a restage asks the registry now (no cached tag), so a tag just pushed again is seen.
+            restaging = last_good is not None and last_good.reference == reference
+            try:
+                facts = await self._resolver.resolve(reference, credentials, fresh=restaging)
+            except RegistryError as error:
+                log.info("resolving %s for %s/%s failed: %s", reference, app.namespace, app.name, error)
+                reason = registry_reason(kind.__name__ for kind in type(error).__mro__)
+                resolution = Resolution(last_good, reason, str(error), transient=error.temporary)
             else:
-                facts = await self._resolver.resolve(reference, credentials)
-        except RegistryError as error:
-            reason = _registry_reason(error)
-            log.info("resolving %s for %s/%s failed: %s", reference, app.namespace, app.name, error)
-            return Resolution(last_good, reason, str(error), transient=error.temporary), password
-        image = ResolvedImage(**facts.model_dump(), resolved_at=_now(), restage=app.spec.restage)
-        return Resolution(image), password
+                image = ResolvedImage(**facts.model_dump(), resolved_at=_now(), restage=app.spec.restage)
+                return Resolution(image)
+        if resolution.image is None:
+            raise NotReady(
+                resolution.error_reason or Reason.IMAGE_PULL_FAILED,
+                resolution.error_message,
+                transient=resolution.transient,
+                resolution=resolution,
+            )
+        return resolution
+
+    async def _render(self, app: App, resolution: Resolution, password: str | None) -> Rendered:
+        assert resolution.image is not None
+        try:
+            return render(
+                app,
+                resolution.image,
+                self._settings,
+                registry_password=password,
+                service_credentials=await self._service_credentials(app),
+                restaged=resolution.image.restage,
+                now=dt.datetime.now(dt.UTC),
+                route_conflict=self._route_conflict(app),
+            )
+        except RenderError as error:
+            raise NotReady(error.reason, error.message, transient=False) from error
 
     async def _service_credentials(self, app: App) -> dict[str, dict[str, str]]:
         bound: dict[str, dict[str, str]] = {}
@@ -321,147 +279,202 @@ class Reconciler:
                 bound[binding.name] = data
         return bound
 
-    async def _apply(self, app: App, rendered: Rendered) -> Blocked | None:
-        """Apply what the App asks for. An object the apiserver refuses comes back as the reason the App is
-        blocked."""
-        for obj in rendered.objects:
+    async def _apply(self, app: App, rendered: Rendered) -> dict[str, str]:
+        """Apply each rendered object that differs from what wharf last applied; returns the hash of each
+        Deployment as rendered. An object the apiserver refuses, or a name taken by someone else's object (S17),
+        stops the App."""
+        key = (app.namespace, app.name)
+        memo = self._memo(key, app.uid)
+        plan = []
+        for obj in rendered.objects:  # every name is checked before anything is written: nothing half-made
+            live = await self._live(app, memo, obj["kind"], obj["metadata"]["name"])
+            if live is not None:
+                _check_owner(app, obj["kind"], obj["metadata"]["name"], live)
+            plan.append((obj, live))
+        hashes: dict[str, str] = {}
+        for obj, live in plan:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            body, digest = stamped(obj)
+            if kind == "Deployment":
+                hashes[name] = digest
+            drifted = live is not None and bool(live.get(DRIFT_KEY))
+            if live is not None and _applied_hash(live) == digest and not drifted:
+                continue
+            if drifted:
+                await self._take_over(app, obj["apiVersion"], kind, name)
             try:
-                await self._kube.apply(obj)
+                written = await self._kube.apply(body)
             except KubeError as error:
                 if not error.refused:
-                    raise  # the apiserver or the network: kopf retries
-                kind, name = obj["kind"], obj["metadata"]["name"]
-                return Blocked(Reason.APPLY_REFUSED, f"the apiserver refused the {kind} {name}: {_fix_for(error)}")
-        return None
+                    raise  # the apiserver or the network: retried
+                raise NotReady(
+                    Reason.APPLY_REFUSED, apply_refused(kind, name, error.status, error.detail), transient=False
+                ) from error
+            if kind == "Secret":
+                memo.secrets[name] = digest
+            else:
+                memo.written.objects[(kind, name)] = strip_owned(written)
+                memo.written.deleted.discard((kind, name))
+        return hashes
 
-    async def _owned(self, app: App) -> dict[str, list[dict[str, Any]]]:
-        """The objects carrying the App's label, for each listable kind wharf may render (by kind)."""
-        owned: dict[str, list[dict[str, Any]]] = {}
-        for api_version, kind in owned_kinds(self._settings):
-            try:
-                owned[kind] = await self._kube.list(api_version, kind, app.namespace, {APP_LABEL: app.name})
-            except NotFoundError:  # the cluster does not serve the kind (no Gateway API): there are none
-                owned[kind] = []
-        return owned
+    async def _live(self, app: App, memo: Memo, kind: str, name: str) -> dict[str, Any] | None:
+        """The object of that name as wharf knows it: from the caches (a derived Secret: from what wharf applied);
+        an object not known yet is looked at once (new, or someone else's: S17)."""
+        if kind == "Secret" and name in memo.secrets:
+            applied = {APPLIED_HASH_ANNOTATION: memo.secrets[name]}
+            return {"metadata": {"annotations": applied, "ownerReferences": [{"uid": app.uid}]}}
+        if kind != "Secret":
+            known = {o["metadata"]["name"]: o for o in self._objects(app, memo, kind)}
+            if name in known:
+                return known[name]
+        api_version = _API_VERSIONS[kind]
+        found = await self._kube.get(api_version, kind, app.namespace, name)
+        if found is None:
+            return None
+        live = strip_owned(found)
+        if kind == "Secret" and owned_by(live, app.uid):
+            memo.secrets[name] = _applied_hash(live) or ""
+        return live
 
-    async def _prune(self, app: App, rendered: Rendered, owned: dict[str, list[dict[str, Any]]]) -> None:
-        """Delete what the App owns and no longer asks for: a process type, the routes, a derived Secret."""
+    async def _take_over(self, app: App, api_version: str, kind: str, name: str) -> None:
+        """S17: fields another writer added to (or took over in) the pod template become wharf's, so the apply
+        that follows removes them (or puts wharf's values back)."""
+        found = await self._kube.get(api_version, kind, app.namespace, name)
+        if found is None:
+            return
+        meta = found["metadata"]
+        drifted = drift(meta.get("managedFields") or [])
+        if not drifted:
+            return
+        managed = take_over(meta.get("managedFields") or [], drifted, api_version)
+        await self._kube.put_managed_fields(api_version, kind, app.namespace, name, managed, meta["resourceVersion"])
+        others = sorted({e.get("manager", "") for e in meta.get("managedFields") or []} - {"wharf"})
+        log.info("%s %s/%s: removing what other writers (%s) changed in it", kind, app.namespace, name, others)
+
+    def _objects(self, app: App, memo: Memo | None, kind: str) -> list[dict[str, Any]]:
+        cached = self._caches.objects(kind, (app.namespace, app.name))
+        return memo.written.objects_view(kind, cached) if memo is not None else cached
+
+    async def _prune(self, app: App, rendered: Rendered, used: set[str]) -> None:
+        """Delete what the App owns and no longer asks for: a process type, the routes, a derived Secret. A derived
+        Secret wharf has not applied since it started is looked for only when the pods used it (`used`): wharf
+        never lists Secrets, and a GET of each derived name of every App after each restart would be most of its
+        requests."""
+        memo = self._memo((app.namespace, app.name), app.uid)
         wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects}
         for api_version, kind in owned_kinds(self._settings):
-            for obj in owned[kind]:
+            for obj in self._objects(app, memo, kind):
                 name = obj["metadata"]["name"]
-                if _owned_by(obj, app) and (kind, name) not in wanted:
+                if owned_by(obj, app.uid) and (kind, name) not in wanted:
                     await self._kube.delete(api_version, kind, app.namespace, name)
+                    memo.written.objects.pop((kind, name), None)
+                    memo.written.deleted.add((kind, name))
         for name in derived_secret_names(app):
-            if ("Secret", name) not in wanted:
+            if ("Secret", name) in wanted:
+                continue
+            if name in memo.secrets:
+                await self._kube.delete("v1", "Secret", app.namespace, name)
+                del memo.secrets[name]
+            elif not memo.secrets_looked_up and name in used:
+                # Since start: one made before, that the App no longer asks for (its pods still use it).
                 secret = await self._kube.get("v1", "Secret", app.namespace, name)
-                if secret is not None and _owned_by(secret, app):
+                if secret is not None and owned_by(strip_owned(secret), app.uid):
                     await self._kube.delete("v1", "Secret", app.namespace, name)
+        memo.secrets_looked_up = True
 
-    async def _observation(self, app: App, rendered: Rendered, deployments: list[dict[str, Any]]) -> Observation:
-        pods = await self._kube.list("v1", "Pod", app.namespace, {APP_LABEL: app.name})
-        return _observe(deployments, pods, rendered)
+    def _observe(self, app: App, rendered: Rendered, applied: dict[str, str] | None) -> Observation:
+        key = (app.namespace, app.name)
+        deployments = self._objects(app, self._memos.get(key), "Deployment")
+        return observe(deployments, self._caches.pods_of(key), rendered.processes, applied)
 
-    async def _report(
-        self,
-        app: App,
-        previous: AppStatus,
-        blocked: Blocked | None,
-        resolution: Resolution | None,
-        rendered: Rendered | None,
-        observation: Observation | None,
-    ) -> AppStatus:
+    # -- reporting ---------------------------------------------------------------------------------------------
+    async def _report(self, run: Run, blocked: Blocked | None) -> AppStatus:
+        app, previous = run.app, run.previous
         status = compute(
             app,
             previous,
             now=_now(),
-            resolution=resolution,
-            rendered=rendered,
+            resolution=run.resolution,
+            rendered=run.rendered,
             blocked=blocked,
-            observation=observation,
+            observation=run.observation,
         )
         # What is stored (exclude_unset: not the model's defaults), so the patch also deletes what no longer applies.
         before = previous.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
         patch = merge_patch(before, status.model_dump(mode="json", by_alias=True, exclude_none=True))
+        key = (app.namespace, app.name)
         if patch:
-            try:
-                await self._kube.patch_app_status(app.namespace, app.name, patch)
-            except NotFoundError:
-                # Deleted while this reconcile ran (a pod or Deployment event came after the App went): nothing
-                # to report on; what it owned goes with it (owner references).
-                self.forget(app.namespace, app.name)
-                return status
+            written = await self._kube.patch_app_status(app.namespace, app.name, patch)
+            if written:
+                self._memo(key, app.uid).written.app = strip_app(written)
         ready = find(status.conditions, ConditionType.READY)
-        self._ready[(app.namespace, app.name)] = ready.status if ready else "Unknown"
+        self._ready[key] = ready.status if ready else "Unknown"
         self._count_ready()
         for event in transitions(previous, status):
             await self._event(app, event)
         return status
 
     async def _event(self, app: App, event: EventRecord) -> None:
+        if event.pull_failure:
+            metrics.PULL_FAILURES.labels(reason=event.reason).inc()
         try:
             await self._kube.create_event(app.namespace, app.name, app.uid, event.type, event.reason, event.message)
         except KubeError as error:
             log.warning("could not post event %s for %s/%s: %s", event.reason, app.namespace, app.name, error)
 
 
-def _fix_for(error: KubeError) -> str:
-    """The apiserver's message, and what to change."""
-    if error.status == 403:
-        return f"{error.detail}; the operator's RBAC must allow this (see docs/install.md)"
-    if error.status == 404:
-        return f"{error.detail}; the cluster does not serve this kind (is its API or CRD installed?)"
-    return f"{error.detail}; change the App so that this object is valid"
+_API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "Secret": "v1",
+    "Ingress": "networking.k8s.io/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+}
 
 
-def _owned_by(obj: dict[str, Any], app: App) -> bool:
-    return any(ref.get("uid") == app.uid for ref in obj["metadata"].get("ownerReferences", []))
+def _applied_hash(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)
 
 
-def _retry_if_transient(resolution: Resolution) -> None:
-    """Outages heal by themselves: kopf retries soon. A missing image or bad credentials need someone: the handler
-    finishes, so the fixing edit of the App is handled at once (a kopf retry in progress would hold it back), and
-    the periodic safety-net refresh notices fixes made elsewhere (a pushed tag, a corrected Secret)."""
-    if resolution.failed and resolution.transient:
-        raise RetryLaterError(resolution.error_message, delay=TRANSIENT_RETRY_SECONDS)
-
-
-def _placeholder_spec() -> AppSpec:
-    """A spec for reporting on an App whose own spec does not parse (the status needs an App to speak of)."""
-    return AppSpec.model_construct(docker_image="")
-
-
-def transitions(previous: AppStatus, current: AppStatus) -> list[EventRecord]:
-    """Events for meaningful changes only (not for every reconcile)."""
-    events: list[EventRecord] = []
-    before = find(previous.conditions, ConditionType.READY)
-    after = find(current.conditions, ConditionType.READY)
-    if current.image and (previous.image is None or previous.image.digest != current.image.digest):
-        events.append(
-            EventRecord("Normal", "ImageResolved", f"{current.image.reference} resolved to {current.image.digest}")
+def _check_owner(app: App, kind: str, name: str, live: dict[str, Any]) -> None:
+    """S17: only what carries this App's owner reference is wharf's to change."""
+    if owned_by(live, app.uid):
+        return
+    owners = (live.get("metadata") or {}).get("ownerReferences") or []
+    earlier = next((o for o in owners if o.get("kind") == "App" and o.get("name") == app.name), None)
+    if earlier is not None:
+        # An earlier App of this name, deleted: the garbage collector removes what it owned, soon.
+        raise NotReady(
+            Reason.NAME_CONFLICT,
+            f"the {kind} {name} of an earlier App {app.name} is still being deleted",
+            transient=True,
         )
-    if current.port is not None and (current.port != previous.port or current.ports != previous.ports):
-        events.append(EventRecord("Normal", "PortChosen", f"routing to port {current.port} of {current.ports}"))
-    warned = find(current.conditions, ConditionType.MANIFEST_WARNINGS)
-    if current.warnings and current.warnings != previous.warnings and warned is not None:
-        events.append(EventRecord("Warning", warned.reason, "; ".join(current.warnings)))
-    if after is not None and (before is None or (before.status, before.reason) != (after.status, after.reason)):
-        if after.status == "True":
-            recovered = before is not None and before.status == "False" and before.reason not in ("Starting", "Pending")
-            events.append(EventRecord("Normal", "Recovered" if recovered else after.reason, after.message))
-        elif after.status == "False" and after.reason not in ("Starting", "Pending"):
-            if after.message.startswith(FAILED_TO_CREATE):
-                metrics.PULL_FAILURES.labels(reason=after.reason).inc()
-            events.append(EventRecord("Warning", after.reason, after.message))
-    # Stalled for a reason Ready does not name (a rollout past its progress deadline while Ready names the cause
-    # that held it) is a transition a person must hear of too.
-    stalled_before = find(previous.conditions, ConditionType.STALLED)
-    stalled = find(current.conditions, ConditionType.STALLED)
-    if (
-        stalled is not None
-        and stalled.status == "True"
-        and (after is None or stalled.reason != after.reason)
-        and (stalled_before is None or (stalled_before.status, stalled_before.reason) != ("True", stalled.reason))
-    ):
-        events.append(EventRecord("Warning", stalled.reason, stalled.message))
-    return events
+    owner = next((f"{o.get('kind')} {o.get('name')}" for o in owners if o.get("controller", True)), None)
+    raise NotReady(Reason.NAME_CONFLICT, name_conflict(kind, name, app.name, owner), transient=False)
+
+
+def _stub(body: dict[str, Any]) -> App:
+    """An App to speak of when its own spec does not parse (the status needs an App)."""
+    meta = body["metadata"]
+    return App(
+        name=meta["name"],
+        namespace=meta.get("namespace", "default"),
+        uid=meta.get("uid", ""),
+        generation=meta.get("generation", 1),
+        spec=AppSpec.model_construct(docker_image=""),
+    )
+
+
+def _parse(body: dict[str, Any]) -> App:
+    try:
+        return App.from_resource(body)
+    except ValidationError as error:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise NotReady(Reason.INVALID_SPEC, f"invalid App: {message}", transient=False) from error
+
+
+def _reference(app: App) -> str:
+    try:
+        return str(parse_reference(app.spec.image))
+    except InvalidReference as error:
+        raise NotReady(Reason.INVALID_REFERENCE, str(error), transient=False) from error  # S3: nothing created

@@ -7,10 +7,8 @@ operator never routes a host to a younger App only because it has not seen the o
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -24,55 +22,49 @@ log = logging.getLogger(__name__)
 INDEX = "route_claims"  # the kwarg kopf passes the index as
 NEWEST = "9999-12-31T23:59:59Z"  # an App not indexed yet (its creation is newer than every indexed claim)
 
-Refresh = Callable[[str, str], Awaitable[None]]
+Enqueue = Callable[[tuple[str, str]], None]
 
 
-@dataclass(frozen=True)
-class Indexed:
-    """An App as the index keeps it: parsed, with its creation time (the claim's age)."""
-
-    created: str
-    app: App
+_DEFAULT_DOMAIN = Settings.from_env().default_domain  # v6 route keys (S20) become routes on it
 
 
 @kopf.index(GROUP, VERSION, PLURAL, id=INDEX)
-def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], Indexed]:
+def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], RouteClaim]:
+    """Only Apps that claim a route are kept, and only their claim: at scale most Apps claim none, and the verdict
+    for one App must not parse every other App again."""
     try:
         app = App.from_resource(dict(body))
     except (ValidationError, KeyError):
         return {}  # an App that does not parse claims nothing (its status says why)
-    return {(app.namespace, app.name): Indexed(str(meta.get("creationTimestamp") or NEWEST), app)}
+    claim = claim_of(app, str(meta.get("creationTimestamp") or NEWEST), _DEFAULT_DOMAIN)
+    return {(app.namespace, app.name): claim} if claim.routes else {}
 
 
 class RouteOwnership:
     """The reconciler's view of the index: is this App's route someone else's?"""
 
-    def __init__(self, index: kopf.Index[tuple[str, str], Indexed], settings: Settings) -> None:
+    def __init__(self, index: kopf.Index[tuple[str, str], RouteClaim], settings: Settings) -> None:
         self._index = index
         self._settings = settings
         self._seen: dict[tuple[str, str], RouteClaim | None] = {}
 
-    def _claim(self, indexed: Indexed) -> RouteClaim:
-        return claim_of(indexed.app, indexed.created, self._settings.default_domain)
-
     def claims(self) -> list[RouteClaim]:
-        found = (self._claim(i) for key in list(self._index) for i in self._index.get(key, []))
-        return [claim for claim in found if claim.routes]
+        return [claim for key in list(self._index) for claim in self._index.get(key, [])]
 
     def _indexed_claim(self, key: tuple[str, str]) -> RouteClaim | None:
-        indexed = next(iter(self._index.get(key, [])), None)
-        claim = self._claim(indexed) if indexed is not None else None
-        return claim if claim is not None and claim.routes else None
+        return next(iter(self._index.get(key, [])), None)
 
     def conflict(self, app: App) -> str | None:
         """Why nothing may be routed to `app` (naming the owners), or None."""
         if self._settings.routing is Routing.NONE:
             return None  # nothing is routed at all: no route is taken from anyone
-        indexed = next(iter(self._index.get((app.namespace, app.name), [])), None)
+        indexed = self._indexed_claim((app.namespace, app.name))
         mine = claim_of(app, indexed.created if indexed else NEWEST, self._settings.default_domain)
+        if not mine.routes:
+            return None
         return route_conflict(mine, self.claims())
 
-    async def changed(self, namespace: str, name: str, listing: bool, refresh: Refresh) -> None:
+    def changed(self, namespace: str, name: str, listing: bool, enqueue: Enqueue) -> None:
         """After an App event: when its claims changed, refresh the Apps of other namespaces that overlap the old or
         the new claims (an owner gone frees the route for the next in line). Apps of its own namespace never
         conflict with it."""
@@ -93,7 +85,5 @@ class RouteOwnership:
             for c in overlapping(mine, claims)
             if c.namespace != namespace
         }
-        results = await asyncio.gather(*(refresh(*other) for other in sorted(affected)), return_exceptions=True)
-        for other, result in zip(sorted(affected), results, strict=True):
-            if isinstance(result, Exception):
-                log.warning("refreshing %s/%s after a route change of %s/%s failed: %s", *other, *key, result)
+        for other in sorted(affected):
+            enqueue(other)

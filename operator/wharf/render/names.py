@@ -15,6 +15,9 @@ RESTARTED_AT_ANNOTATION = "wharf.dev/restartedAt"
 RESTAGED_ANNOTATION = "wharf.dev/restage"
 DIGEST_ANNOTATION = "wharf.dev/image-digest"
 FIELD_MANAGER = "wharf"
+# The hash of what wharf last applied to an object (render/ownership.py): equal to what it renders now, nothing is
+# applied again.
+APPLIED_HASH_ANNOTATION = "wharf.dev/applied-hash"
 
 
 def deployment_name(app: App, process_type: str) -> str:

@@ -28,6 +28,12 @@ from wharf.render.security import RunAs, container_security_context, decide_user
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"  # the key docker and the kubelet use for Docker Hub
 REVISION_HISTORY = 3
 MAIN_CONTAINER = "app"
+STOP_GRACE_SECONDS = 10  # CF's graceful stop: SIGTERM, then SIGKILL 10 seconds later
+# S15: a web instance that is being replaced keeps serving while the Service's endpoints, kube-proxy and any ingress
+# stop sending it traffic (they learn of the deletion at the same moment as the kubelet): the kubelet sleeps this
+# long (preStop `sleep`, no binary needed in the image) before SIGTERM. Without it, an app that exits at once on
+# SIGTERM refused connections during every rolling restart (seen on the harness's real node).
+DRAIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ def _containers(
         "resources": _resources(process.memory_mb - sidecar_memory, process.disk_mb),
         "securityContext": container_security_context(),
         **probes(process, ports),
+        **({"lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}} if process.type == WEB else {}),
         **({"volumeMounts": [bindings.mount()]} if files else {}),
     }
     sidecars = [
@@ -152,8 +159,8 @@ def deployment(
         "enableServiceLinks": False,  # CF apps get no docker-link variables
         "securityContext": pod_security_context(run_as, min(ports.listed)),
         "containers": containers,
-        # CF's graceful stop: 10 seconds between TERM and KILL.
-        "terminationGracePeriodSeconds": 10,
+        # CF's graceful stop: 10 seconds between TERM and KILL (after the web instance's drain).
+        "terminationGracePeriodSeconds": STOP_GRACE_SECONDS + (DRAIN_SECONDS if process.type == WEB else 0),
     }
     if files:
         main = containers[0]

@@ -51,6 +51,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "wharf.fullname" .) .Values.peering.name -}}
 {{- end -}}
 
+{{/* The App label selector of one shard (dict: shard, index, shards); empty without sharding. */}}
+{{- define "wharf.appSelector" -}}
+{{- if .shard -}}
+{{- if gt .index 0 -}}
+{{- printf "wharf.dev/shard=%s" .shard -}}
+{{- else if gt (len .shards) 1 -}}
+{{- printf "wharf.dev/shard notin (%s)" (join "," (rest .shards)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "wharf.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if .Values.image.digest -}}

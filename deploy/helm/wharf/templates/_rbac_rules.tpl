@@ -10,17 +10,20 @@ check's, not a request's (below).
 
 Objects the operator creates carry an ownerReference to their App, so the garbage collector deletes them with
 the App (S15); `delete` is there only for pruning what an App no longer asks for (a process type or a route
-removed from the manifest), which is also why those kinds need `list`. `get` and `watch` only where something
-reads by name or watches (kopf's watches: Apps, Deployments, Pods - handlers/operator.py).
+removed from the manifest). kopf lists and watches (`list`, `watch`) the Apps and, by wharf's label, every
+kind an App owns but Secrets: the reconcile reads them from those watch-fed caches (handlers/operator.py).
+`get` on a kind an App owns: a name wharf has not seen yet is looked at once before it is taken, so an object
+someone else made is never adopted (S17), and a Deployment's managedFields are read when another writer changed
+its pod template.
 */}}
 
 {{/* Rules on namespaced resources: a ClusterRole when watching all namespaces, else a Role per namespace. */}}
 {{- define "wharf.rbac.namespacedRules" -}}
-# The App resource itself. kopf lists and watches it, patches metadata (finalizer, last-handled-configuration
-# annotation) and the main resource's status.kopf progress; `get` for re-reads before patching.
+# The App resource itself: kopf lists and watches it (the cache). Nothing patches the App itself (wharf's kopf
+# handlers only watch: no finalizer, no change-detection annotation).
 - apiGroups: [wharf.dev]
   resources: [apps]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch]
 # The App's conditions, observedGeneration and resolved image live in the status subresource.
 - apiGroups: [wharf.dev]
   resources: [apps/status]
@@ -32,16 +35,17 @@ reads by name or watches (kopf's watches: Apps, Deployments, Pods - handlers/ope
 - apiGroups: [wharf.dev]
   resources: [apps/finalizers]
   verbs: [update]
-# One Deployment per process type (S4), server-side applied. kopf lists and watches them (a status change or a
-# hand edit refreshes the App); the reconcile lists them for InstancesAvailable and to prune. Never read by name.
+# One Deployment per process type (S4), server-side applied (`patch` also of managedFields, to remove what
+# another writer added to its pod template, S17). kopf lists and watches them: the cache the reconcile reads for
+# InstancesAvailable and to prune; a status change or a hand edit refreshes the App.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch, delete]
-# The web process's Service (S4), server-side applied; listed to prune it when `web` goes away. Never read by
-# name, never watched.
+  verbs: [get, list, watch, create, patch, delete]
+# The web process's Service (S4), server-side applied; kopf lists and watches them (the cache: a deleted or
+# edited Service is put back; pruned when `web` goes away).
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # `get`: the user-named Secrets (S1: the registry password; S8: bound services; image pull secrets).
 # `create`/`patch`: the Secrets the operator derives for the pods (`<app>-registry`, `<app>-vcap-services`),
 # applied; `delete`: one of them once the App no longer asks for it (read by name first, deleted only if owned).
@@ -60,18 +64,18 @@ reads by name or watches (kopf's watches: Apps, Deployments, Pods - handlers/ope
   resources: [pods]
   verbs: [list, watch]
 {{- if eq .Values.routing.mode "ingress" }}
-# routing.mode=ingress: manifest routes become Ingresses (S11), applied; listed to prune. Never read by name,
-# never watched.
+# routing.mode=ingress: manifest routes become Ingresses (S11), applied; kopf lists and watches them (the
+# cache; pruned when the routes go).
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 {{- if eq .Values.routing.mode "gateway" }}
-# routing.mode=gateway: manifest routes become Gateway API HTTPRoutes (S11), applied; listed to prune. Never
-# read by name, never watched.
+# routing.mode=gateway: manifest routes become Gateway API HTTPRoutes (S11), applied; kopf lists and watches
+# them (the cache; pruned when the routes go).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
 # peering.enabled with a namespace list: kopf keeps its keep-alive in a KopfPeering per watched namespace.

@@ -1,6 +1,6 @@
-"""The reconcile's glue around the pure status: what it reads from the cluster's objects, and the Events it posts.
+"""What the status reads from the cluster's objects, and the Events it posts (pure: wharf.status).
 
-`_observe` turns the listed Deployments and pods into the Observation `compute` decides from; `transitions` posts a
+`observe` turns the cached Deployments and pods into the Observation `compute` decides from; `transitions` posts a
 Warning once when the App starts failing for a reason, never once per reconcile.
 """
 
@@ -12,8 +12,9 @@ from render_support import make_app, make_facts, render_ok
 
 from wharf.api.app import AppStatus, ResolvedImage
 from wharf.api.conditions import Reason
-from wharf.handlers.reconciler import EventRecord, _observe, transitions
 from wharf.status.compute import Observation, Resolution, compute
+from wharf.status.events import EventRecord, transitions
+from wharf.status.observe import observe
 from wharf.status.rollout import RolloutProblem
 
 T0 = "2024-05-01T10:00:00Z"
@@ -48,10 +49,10 @@ def _pending(name: str, process: str = "web") -> dict[str, Any]:
 
 def test_observe_reads_why_instances_are_missing_from_the_current_deployments_and_their_pods() -> None:
     failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": QUOTA}
-    observation = _observe(
+    observation = observe(
         [_deployment("web", failure), _deployment("retired", failure)],  # a removed process type, being pruned
         [_pending("shop-web-6b7f9d8c4-x7k2p")],
-        render_ok(APP),
+        render_ok(APP).processes,
     )
     assert [(p.reason, p.process, p.source) for p in observation.rollout] == [
         (Reason.INSTANCES_FORBIDDEN, "web", "Deployment shop-web"),
@@ -61,7 +62,7 @@ def test_observe_reads_why_instances_are_missing_from_the_current_deployments_an
 
 
 def _status(previous: AppStatus, *rollout: RolloutProblem) -> AppStatus:
-    observation = _observe([_deployment("web")], [], render_ok(APP))
+    observation = observe([_deployment("web")], [], render_ok(APP).processes)
     return compute(
         APP,
         previous,
@@ -110,3 +111,25 @@ def test_unschedulable_posts_one_warning() -> None:
     waiting = _status(starting, UNSCHEDULABLE)
     assert _warnings(transitions(starting, waiting)) == ["Unschedulable"]
     assert _warnings(transitions(waiting, _status(waiting, UNSCHEDULABLE))) == []
+
+
+def _rolled_out(**extra: Any) -> dict[str, Any]:
+    deployment = _deployment("web", replicas=2)
+    deployment["status"].update(replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2)
+    deployment["metadata"]["annotations"] = {"wharf.dev/applied-hash": "h1"}
+    deployment.update(extra)
+    return deployment
+
+
+def test_a_deployment_is_rolled_out_only_as_rendered() -> None:
+    # S17: never Running while the pod template differs from what wharf renders: another writer changed it (the
+    # cache's drift flag), or what wharf last applied is not what it renders now.
+    processes = render_ok(APP).processes
+    (ok,) = observe([_rolled_out()], [], processes, {"shop-web": "h1"}).processes
+    assert ok.complete
+    (drifted,) = observe([_rolled_out(**{"wharf.dev/drift": True})], [], processes, {"shop-web": "h1"}).processes
+    assert not drifted.complete
+    (stale,) = observe([_rolled_out()], [], processes, {"shop-web": "h2"}).processes
+    assert not stale.complete
+    (kept,) = observe([_rolled_out()], [], processes, None).processes  # S14: what runs is kept as it is
+    assert kept.complete
