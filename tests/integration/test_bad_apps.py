@@ -228,12 +228,14 @@ REFUSED: dict[str, Refused] = {
     },
     # CF's log rate limit: a byte quantity per second, or -1
     "log-rate-limit-abc": Refused(
-        "S4", spec(**{"log-rate-limit-per-second": "abc"}), ("spec.manifest.log-rate-limit-per-second", "should match")
+        "S4",
+        spec(**{"log-rate-limit-per-second": "abc"}),
+        ("spec.manifest.log-rate-limit-per-second", "with a unit, as cf push -l takes it: e.g. 16K"),
     ),
     "process-log-rate-limit-abc": Refused(
         "S4",
         spec(processes=[{"type": "worker", "log-rate-limit-per-second": "lots"}]),
-        ("log-rate-limit-per-second", "should match"),
+        ("log-rate-limit-per-second", "-1 for no limit"),
     ),
     # S3: a local image's ID is not a reference a registry serves (the grammar would read it as library/sha256)
     "image-bare-id": Refused(
