@@ -166,7 +166,7 @@ async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
     for round_ in itertools.count(1):
         await asyncio.sleep(SAFETY_NET_SECONDS)
         everything = round_ % FULL_RESYNC_EVERY == 0
-        for key in caches.apps:
+        for key in caches.live_keys():  # not those known to be gone
             body = caches.app(key)
             if body is not None and (everything or looked_at_periodically(body)):
                 queue.add(key)
