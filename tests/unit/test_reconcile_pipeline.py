@@ -211,3 +211,75 @@ async def test_an_apiserver_failure_is_retried_and_a_deleted_app_leaves_nothing_
 
 def test_digest_of_the_fake_image_is_the_one_resolved() -> None:
     assert make_facts((8080,)).digest == DIGEST
+
+
+def _gone_while_cached(fake: FakeApiserver) -> None:
+    """The App and its namespace deleted while no watch saw it: the indexes keep what they had (kopf removes an
+    entry only on a DELETED event), the apiserver has none of it."""
+    fake.lag()
+    for path in [p for p in fake.objects if p.startswith(f"/apis/wharf.dev/v1alpha1/namespaces/{NS}/")]:
+        del fake.objects[path]
+    for path in [p for p in fake.objects if f"/namespaces/{NS}/" in p]:
+        del fake.objects[path]
+    assert fake._frozen is not None
+    # Seen before the watch stopped: the pods going, so the App's status would change (a status patch is due).
+    fake._frozen[f"{DEPLOYMENTS}/shop-web"]["status"]["availableReplicas"] = 0
+    for path in (f"{DEPLOYMENTS}/shop-web", f"{SERVICES}/shop"):  # and the namespace's end: nothing can be made
+        fake.refuse[path] = (404, f'namespaces "{NS}" not found')
+
+
+@pytest.mark.parametrize("spec_changed", [False, True], ids=["status-patch-404", "apply-404"])
+async def test_an_app_gone_while_the_cache_still_holds_it_is_forgotten_for_good(
+    fake: FakeApiserver, reconciler: Reconciler, spec_changed: bool
+) -> None:
+    await _converged(fake, reconciler)
+    _gone_while_cached(fake)
+    if spec_changed:  # an edit seen just before: the apply comes first, and is refused
+        assert fake._frozen is not None
+        app = fake._frozen[f"{APPS}/shop"]
+        app["spec"]["manifest"]["instances"] = 2
+        app["metadata"]["generation"] += 1
+    fake.clear()
+    assert await reconciler.reconcile((NS, "shop")) is False  # not retried
+    assert ("GET", f"{APPS}/shop") in [(r.method, r.path) for r in fake.requests]  # confirmed with one look
+    assert reconciler.tracked() == 0  # nothing of the App kept
+    caches = reconciler._caches
+    assert caches.live_keys() == []
+    assert caches.app((NS, "shop")) is None
+    assert caches.objects("Deployment", (NS, "shop")) == []
+    assert caches.pods_of((NS, "shop")) == []
+
+    fake.clear()
+    for _ in range(3):  # the safety net, an event of its stale Deployment: nothing is sent, nothing retried
+        assert await reconciler.reconcile((NS, "shop")) is False
+    assert fake.requests == []
+
+    fake.catch_up()  # the index drops it (its DELETED came after all): the tombstone goes with it
+    assert caches.live_keys() == []
+    assert caches.buried == {}
+
+
+async def test_a_404_for_an_app_that_still_exists_is_retried_and_a_new_app_of_the_same_name_is_served(
+    fake: FakeApiserver, reconciler: Reconciler
+) -> None:
+    fake.put(f"{APPS}/shop", _app())
+    fake.refuse[f"{APPS}/shop/status"] = (404, "the status subresource is not served yet")
+    assert await reconciler.reconcile((NS, "shop")) is True  # the App is there (one GET): backoff, then again
+    assert reconciler._caches.buried == {}
+    del fake.refuse[f"{APPS}/shop/status"]
+    await _converged(fake, reconciler)
+
+    _gone_while_cached(fake)
+    assert await reconciler.reconcile((NS, "shop")) is False
+    fake.refuse.clear()
+    # The namespace made again, and an App of the same name in it, seen while the Deployment's index still holds
+    # the earlier App's (S17: the earlier App's object would be a conflict; the apiserver says it is gone).
+    new = fake.put(f"{APPS}/shop", _app())
+    assert fake._frozen is not None
+    fake._frozen[f"{APPS}/shop"] = new
+    assert reconciler._caches.app((NS, "shop")) is not None
+    assert reconciler._caches.buried == {}  # the tombstone was the earlier App's
+    assert await reconciler.reconcile((NS, "shop")) is False
+    deployment = fake.objects[f"{DEPLOYMENTS}/shop-web"]
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == new["metadata"]["uid"]
+    assert "Stalled" not in _conditions(fake) or _conditions(fake)["Stalled"]["status"] == "False"

@@ -10,6 +10,7 @@ from render_support import make_app, make_facts, render_ok
 from wharf.api.app import App, AppSpec, AppStatus, ResolvedImage
 from wharf.api.conditions import ConditionType, Reason
 from wharf.config import Routing, Settings
+from wharf.handlers.routes import RouteOwnership
 from wharf.status.compute import Observation, ProcessObservation, Resolution, compute
 from wharf.status.conditions import find
 from wharf.status.routes import RouteClaim, claim_of, overlapping, route_conflict
@@ -186,3 +187,22 @@ def test_cf_v6_route_keys_claim_the_routes_they_become() -> None:
     )
     assert claim_of(no_domain, T[0]).routes == frozenset()  # cannot become routes here: claims nothing
     assert claim_of(no_domain, T[0], "apps.example.org").routes == frozenset({("shop.apps.example.org", "/")})
+
+
+def test_the_claim_of_an_app_known_to_be_gone_is_no_ones() -> None:
+    # An App deleted while no watch saw it stays in kopf's index of claims (handlers.cache: buried): it must not keep
+    # a route from the next App in line.
+    ghost = _claim("team-a", "shop", T[0], "shop.example.com")
+    later = _claim("team-b", "shop", T[1], "shop.example.com")
+    index = {("team-a", "shop"): [ghost], ("team-b", "shop"): [later]}
+    buried: set[tuple[str, str]] = set()
+    routes = RouteOwnership(index, INGRESS, gone=buried.__contains__)  # type: ignore[arg-type]
+    app = App(
+        name="shop",
+        namespace="team-b",
+        uid="u",
+        spec=AppSpec.model_validate({"dockerImage": "nginx", "manifest": {"routes": [{"route": "shop.example.com"}]}}),
+    )
+    assert "belongs to App shop in namespace team-a" in (routes.conflict(app) or "")
+    buried.add(("team-a", "shop"))
+    assert routes.conflict(app) is None

@@ -188,23 +188,52 @@ class Written:
         return self.app is None and not self.objects and not self.deleted
 
 
+def uid_of(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("uid") or "")
+
+
 @dataclass(frozen=True)
 class Caches:
-    """The indexes: Apps by key, the objects wharf may own by kind and App key, pods by App key."""
+    """The indexes: Apps by key, the objects wharf may own by kind and App key, pods by App key.
+
+    An App the apiserver says is gone, while its index still holds it, is buried (by uid) and ignored, with what its
+    key owns: kopf removes an object from its index only on a DELETED event, and none comes for an App deleted while
+    no watch saw it (its namespace deleted after kopf stopped watching it; a re-listing after the watch could not
+    resume). The tombstone goes when the index drops the key or holds another App under it."""
 
     apps: Index
     owned: Mapping[str, Index]  # by kind (Deployment, Service, Ingress, HTTPRoute)
     pods: Index
+    buried: dict[Key, str] = field(default_factory=dict)  # App key -> uid of the App known to be gone
+
+    def bury(self, key: Key, uid: str) -> None:
+        self.buried[key] = uid
+
+    def gone(self, key: Key) -> bool:
+        """The index holds, under `key`, only an App known to be gone (clears the tombstone once it does not)."""
+        uid = self.buried.get(key)
+        if uid is None:
+            return False
+        cached = next(iter(self.apps.get(key, ())), None)
+        if cached is not None and uid_of(cached) == uid:
+            return True
+        del self.buried[key]
+        return False
 
     def app(self, key: Key) -> dict[str, Any] | None:
+        if self.gone(key):
+            return None
         return next(iter(self.apps.get(key, ())), None)
 
     def objects(self, kind: str, key: Key) -> list[dict[str, Any]]:
         index = self.owned.get(kind)
-        return list(index.get(key, ())) if index is not None else []
+        return list(index.get(key, ())) if index is not None and not self.gone(key) else []
 
     def pods_of(self, key: Key) -> list[dict[str, Any]]:
-        return list(self.pods.get(key, ()))
+        return [] if self.gone(key) else list(self.pods.get(key, ()))
 
-    def keys(self) -> list[Key]:
-        return list(self.apps.keys())
+    def live_keys(self) -> list[Key]:
+        """The Apps not known to be gone (and, on the way, the tombstones whose App the index no longer holds)."""
+        for key in list(self.buried):
+            self.gone(key)
+        return [key for key in list(self.apps.keys()) if not self.gone(key)]

@@ -129,7 +129,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     caches = Caches(apps=kwargs["wharf_apps"], owned=owned, pods=kwargs["wharf_pods"])
     kube = Kube(AiohttpTransport(load_configuration()), on_request=metrics.kube_request)
     registry = RegistryClient(config, on_request=metrics.registry_request)
-    routes = RouteOwnership(kwargs[INDEX], config)
+    routes = RouteOwnership(kwargs[INDEX], config, gone=caches.gone)
     reconciler = Reconciler(kube, registry, config, caches, route_conflict=routes.conflict)
     queue: WorkQueue[Key] = WorkQueue(reconciler.reconcile, WORKERS, on_depth=metrics.QUEUE_DEPTH.set)
     queue.start()
@@ -166,7 +166,7 @@ async def safety_net(caches: Caches, queue: WorkQueue[Key]) -> None:
     for round_ in itertools.count(1):
         await asyncio.sleep(SAFETY_NET_SECONDS)
         everything = round_ % FULL_RESYNC_EVERY == 0
-        for key in caches.apps:
+        for key in caches.live_keys():  # not those known to be gone
             body = caches.app(key)
             if body is not None and (everything or looked_at_periodically(body)):
                 queue.add(key)

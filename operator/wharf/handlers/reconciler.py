@@ -28,7 +28,7 @@ from wharf.api.image import ImageFacts
 from wharf.config import Settings
 from wharf.handlers import metrics
 from wharf.handlers.cache import SECRETS_KEY, Caches, Key, Written, owned_by, strip_app, strip_owned
-from wharf.kube import Kube, KubeError
+from wharf.kube import Kube, KubeError, NotFoundError
 from wharf.kube.merge_patch import merge_patch
 from wharf.registry import (
     Credentials,
@@ -48,6 +48,10 @@ from wharf.status.observe import DRIFT_KEY, observe
 from wharf.status.outcome import NotReady, apply_refused, name_conflict, registry_reason
 
 log = logging.getLogger(__name__)
+
+
+class AppGoneError(Exception):
+    """The App no longer exists (the apiserver said so): nothing to apply, nothing to report to."""
 
 
 class Resolver(Protocol):
@@ -119,6 +123,21 @@ class Reconciler:
         for state in ("True", "False", "Unknown"):
             metrics.APPS.labels(ready=state).set(sum(1 for s in self._ready.values() if s == state))
 
+    async def _gone(self, key: Key, uid: str) -> bool:
+        """After a 404: one look at the App itself. Gone, or replaced by another App of the same name (whose own
+        events bring it)? An apiserver that cannot answer now says nothing: not gone."""
+        try:
+            found = await self._kube.get_app(*key)
+        except KubeError:
+            return False
+        return found is None or (found.get("metadata") or {}).get("uid") != uid
+
+    def _bury(self, key: Key, uid: str) -> None:
+        """The App is gone while the cache still holds it: stop for good, and keep nothing of it."""
+        log.info("App %s/%s is gone (the cache had not seen it go): forgotten", *key)
+        self._caches.bury(key, uid)
+        self.forget(key)
+
     def _memo(self, key: Key, uid: str) -> Memo:
         memo = self._memos.get(key)
         if memo is None or memo.uid != uid:  # a new App of the same name: nothing of the old one applies
@@ -140,9 +159,22 @@ class Reconciler:
             return False
         started = time.monotonic()
         result = "error"
+        uid = body["metadata"].get("uid", "")
         try:
             retry, result = await self._reconcile(body)
             return retry
+        except AppGoneError:
+            self._bury(key, uid)
+            result = "gone"
+            return False
+        except NotFoundError as error:
+            # The App's status (or, in a deleted namespace, anything): gone for good, or the apiserver's moment.
+            if await self._gone(key, uid):
+                self._bury(key, uid)
+                result = "gone"
+                return False
+            log.warning("reconciling App %s/%s: %s (retrying)", *key, error)
+            return True
         except KubeError as error:
             # The apiserver or the network (a conflict, a timeout, an outage): retried with backoff.
             log.warning("reconciling App %s/%s: %s (retrying)", *key, error)
@@ -305,6 +337,8 @@ class Reconciler:
             try:
                 written = await self._kube.apply(body)
             except KubeError as error:
+                if isinstance(error, NotFoundError) and await self._gone(key, app.uid):
+                    raise AppGoneError from error  # the App and its namespace deleted: nothing to report to
                 if not error.refused:
                     raise  # the apiserver or the network: retried
                 raise NotReady(
@@ -325,8 +359,10 @@ class Reconciler:
             return {"metadata": {"annotations": applied, "ownerReferences": [{"uid": app.uid}]}}
         if kind != "Secret":
             known = {o["metadata"]["name"]: o for o in self._objects(app, memo, kind)}
-            if name in known:
+            if name in known and owned_by(known[name], app.uid):
                 return known[name]
+            # Not known, or someone else's: S17's verdict is the apiserver's, not the cache's (the cache may still
+            # hold the object of an earlier App of this name, in a namespace deleted and made again).
         api_version = _API_VERSIONS[kind]
         found = await self._kube.get(api_version, kind, app.namespace, name)
         if found is None:

@@ -43,13 +43,21 @@ def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, 
 class RouteOwnership:
     """The reconciler's view of the index: is this App's route someone else's?"""
 
-    def __init__(self, index: kopf.Index[tuple[str, str], RouteClaim], settings: Settings) -> None:
+    def __init__(
+        self,
+        index: kopf.Index[tuple[str, str], RouteClaim],
+        settings: Settings,
+        gone: Callable[[tuple[str, str]], bool] = lambda key: False,
+    ) -> None:
+        """`gone(key)`: the App is known to be gone while the index still holds it (handlers.cache.Caches.gone);
+        its claim is no one's."""
         self._index = index
         self._settings = settings
+        self._gone = gone
         self._seen: dict[tuple[str, str], RouteClaim | None] = {}
 
     def claims(self) -> list[RouteClaim]:
-        return [claim for key in list(self._index) for claim in self._index.get(key, [])]
+        return [claim for key in list(self._index) if not self._gone(key) for claim in self._index.get(key, [])]
 
     def _indexed_claim(self, key: tuple[str, str]) -> RouteClaim | None:
         return next(iter(self._index.get(key, [])), None)
