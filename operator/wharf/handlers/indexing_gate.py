@@ -4,10 +4,11 @@ kopf runs no handler (of any object, any kind) until every watch of an indexed k
 and each object first seen while that is pending, holds a toggle of the operator's "indexed" gate until its listing
 (or the object) has been indexed. A watch stopped before that (its namespace deleted, or no longer matching), or an
 object's worker stopped with it, never lets its toggle go: the gate stays shut, the indexes go on filling, and no
-event handler runs again until the operator restarts. That is what happens when a namespace comes and goes while
-its listing waits, as after a kube-apiserver restart, when custom resources answer 429 for up to a minute: wharf's
-event handlers stop queuing Apps, and new Apps wait for the safety net. Here the toggle goes when its watch or
-worker ends, however it ends.
+event handler runs again until the operator restarts: wharf's event handlers stop queuing Apps, and new Apps wait
+for the safety net. A namespace that comes and goes while its listing waits does it; listings wait longest right
+after a kube-apiserver restart (custom resources answer 429 for up to a minute), when kopf also re-lists namespaces
+(handlers.namespaces), terminating ones included. Here the toggle goes when its watch or worker ends, however it
+ends.
 """
 
 from __future__ import annotations
