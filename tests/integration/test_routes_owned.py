@@ -91,7 +91,12 @@ def test_routes_are_owned_by_the_first_namespace(solo_operator: SoloOperator, re
     ready = _conflict(op, "shop", team_b, f"belongs to App shop in namespace {team_a}")
     assert ready["status"] == "False"
     assert op.condition("shop", team_b, "Stalled")["reason"] == "RouteConflict"
-    assert op.condition("shop", team_b, "InstancesAvailable")["status"] == "True"
+    # The App itself runs all the same (its instances come up after the conflict is first reported).
+    op.wait_for(
+        f"{team_b}/shop InstancesAvailable",
+        lambda: op.condition("shop", team_b, "InstancesAvailable").get("status") == "True",
+        timeout=60,
+    )
     assert _ingresses(op, team_b, "shop") == []
     assert any(e["reason"] == "RouteConflict" and e["type"] == "Warning" for e in op.app_events(team_b, "shop"))
 
