@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
@@ -52,12 +53,7 @@ HOST = "shop.example.com"
 
 
 def _app(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": {"memory": "64M", **manifest}},
-    }
+    return app_resource(name, namespace, image, **{"memory": "64M", **manifest})
 
 
 def _user_objects(kind: str, name: str, ns: str, image: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness.apps import app_resource
 from harness.fake_apiserver import FakeApiserver, reconciler_on
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
@@ -57,15 +58,6 @@ USERS: dict[str, UserCase] = {
 }
 
 
-def app_body(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": manifest},
-    }
-
-
 def _ready(op: Operator, name: str, namespace: str) -> bool:
     return bool(op.condition(name, namespace).get("status") == "True")
 
@@ -91,9 +83,9 @@ def users_ns(wharf_operator: Operator, registry_plain: RegistryServer) -> Iterat
     try:
         for case, user in USERS.items():
             push_image(registry_plain, f"users/{user.image}", "v1", STANDARD_IMAGES[user.image])
-            op.apply(app_body(case, namespace, f"{registry_plain.host}/users/{user.image}:v1", memory="64M"))
+            op.apply(app_resource(case, namespace, f"{registry_plain.host}/users/{user.image}:v1", memory="64M"))
         push_image(registry_plain, "users/low-port-nonroot", "v1", STANDARD_IMAGES["low-port-nonroot"])
-        op.apply(app_body("low-port", namespace, f"{registry_plain.host}/users/low-port-nonroot:v1", memory="64M"))
+        op.apply(app_resource("low-port", namespace, f"{registry_plain.host}/users/low-port-nonroot:v1", memory="64M"))
         yield namespace
     finally:
         op.cluster.delete_namespace(namespace)
@@ -200,7 +192,7 @@ class Reconciled:
 def _reconcile(user: str, policy: RootUserPolicy) -> Reconciled:
     fake = FakeApiserver()
     path = "/apis/wharf.dev/v1alpha1/namespaces/space/apps/shop"
-    fake.put(path, app_body("shop", "space", "registry.example.com/team/shop:1"))
+    fake.put(path, app_resource("shop", "space", "registry.example.com/team/shop:1"))
     reconciler = reconciler_on(fake, FakeResolver(user), Settings(root_user_policy=policy))
     asyncio.run(reconciler.reconcile(("space", "shop")))
     writes = fake.writes()
@@ -261,8 +253,8 @@ def test_refuse_policy_on_the_real_cluster(
     solo, namespace = refusing_operator
     push_image(registry_plain, "users/user-root", "v1", STANDARD_IMAGES["user-root"])
     push_image(registry_plain, "users/user-numeric", "v1", STANDARD_IMAGES["user-numeric"])
-    solo.apply(app_body("rooted", namespace, f"{registry_plain.host}/users/user-root:v1", memory="64M"))
-    solo.apply(app_body("numbered", namespace, f"{registry_plain.host}/users/user-numeric:v1", memory="64M"))
+    solo.apply(app_resource("rooted", namespace, f"{registry_plain.host}/users/user-root:v1", memory="64M"))
+    solo.apply(app_resource("numbered", namespace, f"{registry_plain.host}/users/user-numeric:v1", memory="64M"))
 
     ready = solo.wait_for(
         "RootUserRefused",

@@ -39,6 +39,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import image_run
+from harness.apps import app_resource
 from harness.fixtures_cluster import Cluster
 from harness.fixtures_operator import ADMISSION_POLICY, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
@@ -243,15 +244,6 @@ def sa_operator(
         handle.stop()
 
 
-def _app(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": manifest},
-    }
-
-
 def _ready(op: Operator, name: str, ns: str) -> bool:
     return op.condition(name, ns).get("status") == "True"
 
@@ -443,7 +435,7 @@ def test_the_image_runs_the_operator_as_the_chart_does(
 
         digest = push_image(registry_plain, "chart/image-run", "v1", STANDARD_IMAGES["single-port"])
         image = f"{registry_plain.host}/chart/image-run:v1"
-        op.apply(_app("web", app_namespace, image, buildpacks=["go_buildpack"]))
+        op.apply(app_resource("web", app_namespace, image, buildpacks=["go_buildpack"]))
         op.wait_for("App Ready", lambda: _ready(op, "web", app_namespace), timeout=90)
         deployment = op.get("deployment", "web-web", app_namespace)
         assert deployment is not None
@@ -470,7 +462,7 @@ def test_app_ready_with_the_chart_rbac_and_metrics(
     op = sa_operator.start()  # a fresh process: its counters start at zero
     before = _samples(op)
     digest = push_image(registry_plain, "chart/single", "v1", STANDARD_IMAGES["single-port"])
-    op.apply(_app("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
+    op.apply(app_resource("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
     op.wait_for("App Ready", lambda: _ready(op, "web", app_namespace), timeout=90)
 
     deployment = op.get("deployment", "web-web", app_namespace)
@@ -564,7 +556,9 @@ def test_each_rule_is_needed(
     try:
         op = sa_operator.start()  # restarted without the rule
         push_image(registry_plain, "chart/single", "v1", STANDARD_IMAGES["single-port"])
-        op.apply(_app("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
+        op.apply(
+            app_resource("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"])
+        )
         check(op, app_namespace)
 
         def forbidden() -> bool:
@@ -586,7 +580,7 @@ def test_upgrade_and_uninstall_leave_running_apps_alone(
     kubectl = release.cluster.kubectl
     op = sa_operator.start()
     push_image(registry_plain, "chart/single", "v1", STANDARD_IMAGES["single-port"])
-    op.apply(_app("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
+    op.apply(app_resource("web", app_namespace, f"{registry_plain.host}/chart/single:v1", buildpacks=["go_buildpack"]))
     op.wait_for("App Ready", lambda: _ready(op, "web", app_namespace), timeout=90)
     sa_operator.stop()
 

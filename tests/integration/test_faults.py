@@ -20,6 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator, _stop, relaunch
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
@@ -28,12 +29,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
 
 def _app(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": {"memory": "64M", **manifest}},
-    }
+    return app_resource(name, namespace, image, **{"memory": "64M", **manifest})
 
 
 def _ready(op: Operator, name: str, namespace: str) -> bool:
