@@ -530,11 +530,11 @@ def test_status_of_a_new_image_keeps_nothing_of_the_old_one(
 
 
 def _watched(stream: str) -> list[dict[str, Any]]:
-    """The objects of a `kubectl get --watch -o json` stream (JSON documents one after another)."""
+    """The objects of a raw watch stream (`{"type": ..., "object": ...}` events one after another), in order."""
     decoder, objects, at = json.JSONDecoder(), [], 0
     while (at := stream.find("{", at)) != -1:
-        obj, at = decoder.raw_decode(stream, at)
-        objects.append(obj)
+        event, at = decoder.raw_decode(stream, at)
+        objects.append(event["object"])
     return objects
 
 
@@ -546,16 +546,17 @@ def test_a_new_app_is_in_progress_before_the_registry_answers(
     op = wharf_operator
     push_image(registry_plain, "status/first", "v1", STANDARD_IMAGES["single-port"])
     cp = op.cluster.control_plane
+    apps_path = f"/apis/wharf.dev/v1alpha1/namespaces/{app_ns}/apps"
+    # The watch starts from a resourceVersion read before the App exists, so the apiserver replays every write
+    # after it however late kubectl gets going (a plain `kubectl get --watch` can start after the first status).
+    listed = json.loads(op.cluster.kubectl("get", "--raw", apps_path).stdout)
+    since = listed["metadata"]["resourceVersion"]
     command = [
         str(cp.kubectl_path),
         f"--kubeconfig={cp.kubeconfig}",
         "get",
-        "apps",
-        "-n",
-        app_ns,
-        "--watch",
-        "-o",
-        "json",
+        "--raw",
+        f"{apps_path}?watch=true&resourceVersion={since}",
     ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as watch:
         try:
