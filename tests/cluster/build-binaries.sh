@@ -34,6 +34,14 @@ build_local() {  # name: a main under gobuild/cmd
   mv "$bin/$name.tmp" "$bin/$name"
 }
 
+build_module() {  # name: a main in its own small module under tests/cluster/NAME
+  local name=$1
+  [ -x "$bin/$name" ] && return 0
+  echo "building $name" >&2
+  (cd "$here/$name" && go build -trimpath -ldflags "-s -w" -o "$bin/$name.tmp" .)
+  mv "$bin/$name.tmp" "$bin/$name"
+}
+
 install_module() {  # name, module path@version: a main whose module needs no replace lines
   local name=$1 pkg=$2
   [ -x "$bin/$name" ] && return 0
@@ -54,5 +62,7 @@ build_local kubelet
 build_local kube-proxy
 install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# Argo CD's Lua interpreter running deploy/argocd/health.lua as Argo CD does (tests/unit/test_argocd_health.py)
+build_module argocd-health
 
 echo "$bin"

@@ -1,11 +1,16 @@
-"""The Argo CD health check for App (deploy/argocd/health.lua), run by the real Lua interpreter.
+"""The Argo CD health check for App (deploy/argocd/health.lua), run by two real Lua interpreters.
 
 Argo CD hands the script the live object as the global `obj` (JSON decoded into Lua tables) and reads the
-returned `{status, message}`. The harness below does the same with a Lua table literal built from JSON.
+returned `{status, message}`. Every case runs twice and both must agree:
+- lua5.4 (Debian), with a Lua table literal built from JSON;
+- Argo CD's own interpreter, gopher-lua v1.1.2, as Argo CD v3.5.7 runs a health script (only the package, base and
+  table libraries open, the object decoded as Argo CD decodes it, the result read through gopher-json):
+  tests/cluster/argocd-health, built by tests/cluster/build-binaries.sh.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -17,6 +22,7 @@ from typing import Any
 import pytest
 from render_support import make_app, render_ok
 
+from harness.fixtures_cluster import locate_binaries
 from wharf.api.app import AppStatus
 from wharf.status.compute import Observation, ProcessObservation, compute
 
@@ -56,7 +62,37 @@ def lua_literal(value: Any) -> str:
     raise TypeError(f"not a JSON value: {value!r}")
 
 
+@functools.cache
+def argocd_runner() -> Path:
+    runner = locate_binaries() / "argocd-health"
+    assert runner.exists(), f"{runner} is missing: run tests/cluster/build-binaries.sh"
+    return runner
+
+
+def argocd_health(obj: dict[str, Any], script: Path = SCRIPT) -> tuple[str, str]:
+    """(status, message) as Argo CD's gopher-lua gives them for `obj`."""
+    done = subprocess.run(
+        [str(argocd_runner()), str(script)],
+        input=json.dumps(obj),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    return result.get("status", ""), result.get("message", "")
+
+
 def health(obj: dict[str, Any], script: Path = SCRIPT) -> tuple[str, str]:
+    """(status, message) from lua5.4, which Argo CD's gopher-lua must give too."""
+    lua54 = lua54_health(obj, script)
+    gopher = argocd_health(obj, script)
+    assert gopher == lua54, f"Argo CD's gopher-lua says {gopher}, lua5.4 says {lua54}"
+    return lua54
+
+
+def lua54_health(obj: dict[str, Any], script: Path = SCRIPT) -> tuple[str, str]:
     assert LUA is not None, "lua5.4 is not installed (apt-get install lua5.4)"
     harness = (
         f"obj = {lua_literal(obj)}\n"
@@ -246,6 +282,23 @@ def test_status_observed_generation_is_the_fallback() -> None:
     assert health(obj) == ("Healthy", "ok")
     obj = app(2, 1, cond("Ready", "True", "Running", "ok", observed=None))
     assert health(obj)[0] == "Progressing"
+
+
+def test_argocd_opens_only_base_table_and_package(tmp_path: Path) -> None:
+    # What the runner proves beyond lua5.4: Argo CD runs health scripts without the string, math or io libraries,
+    # so a script calling string.format works under lua5.4 and fails in Argo CD.
+    script = tmp_path / "uses-string.lua"
+    script.write_text('return {status = "Healthy", message = string.format("%d", 1)}\n')
+    assert lua54_health(app(), script) == ("Healthy", "1")
+    done = subprocess.run([str(argocd_runner()), str(script)], input=json.dumps(app()), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "string" in done.stderr
+
+
+def test_argocd_reads_an_invalid_status_as_unknown(tmp_path: Path) -> None:
+    script = tmp_path / "bad-status.lua"
+    script.write_text('return {status = "Fine", message = "x"}\n')
+    assert argocd_health(app(), script) == ("Unknown", "Lua returned an invalid health status")
 
 
 def test_gitops_doc_ships_the_same_script() -> None:
