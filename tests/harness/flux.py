@@ -9,11 +9,14 @@ their CRDs. Then it applies the GitRepository of deploy/gitops/flux/wharf.yaml (
 and the Kustomization of deploy/gitops/flux/apps.yaml as they are, and checks what the docs promise:
 
 1. the GitRepository's artifact carries deploy/helm/wharf/crds/app.yaml as a regular file;
-2. the Kustomization creates the App; while the App cannot be Ready (the registry is down: Reconciling=True) its
-   health check waits, Ready=Unknown; once the registry is back and the App Ready, the Kustomization is Ready=True;
-3. a commit pointing the App at an image that does not exist fails the health check (the App turns Stalled=True,
+2. the Kustomization applied before the App CRD exists (as before the HelmRelease has installed the chart) fails
+   its dry run, and is retried by itself after retryInterval once the CRD is there;
+3. it creates the App; while the App cannot be Ready (the registry is down: Reconciling=True) its health check
+   waits, Ready=Unknown; once the registry is back and the App Ready, the Kustomization is Ready=True;
+4. a commit pointing the App at an image that does not exist fails the health check (the App turns Stalled=True,
    which kstatus calls Failed) while the App's instances keep running; a commit putting the image back heals it;
-4. deleting the Kustomization (prune: true) deletes the App, and with it what wharf made for it.
+5. the same two commits with the healthCheckExprs of docs/gitops.md added to the Kustomization;
+6. deleting the Kustomization (prune: true) deletes the App, and with it what wharf made for it.
 
 The one change to the App in git: its image's registry host is the local registry's (same repository and tag).
 HelmRelease is not tried: helm-controller is not served by the Go module proxy.
@@ -26,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +57,7 @@ from harness.registry import RegistryServer
 
 FLUX_DIR = ROOT / "deploy" / "gitops" / "flux"
 APPS_DIR = ROOT / "deploy" / "gitops" / "apps"
+DOC = ROOT / "docs" / "gitops.md"
 BUILD_FLUX = ROOT / "scripts" / "build-flux.sh"
 IMAGE = "docker.io/nginxinc/nginx-unprivileged:1.27"  # the image deploy/gitops/apps/hello.yaml names
 NAMESPACE = "default"  # the Kustomization's targetNamespace
@@ -120,6 +125,7 @@ def start_flux(cluster: Cluster, flux_bin: Path, workdir: Path) -> Flux:
     cluster.create_namespace(FLUX_NS, restricted=False)
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    (workdir / "artifacts").mkdir()
     storage_port = free_port()
     storage_url = f"http://127.0.0.1:{storage_port}"
     common = [
@@ -152,7 +158,7 @@ def start_flux(cluster: Cluster, flux_bin: Path, workdir: Path) -> Flux:
     return Flux(cluster, procs, storage_url)
 
 
-def expect(what: str, predicate: Callable[[], Any], flux: Flux, operator: Operator, timeout: float = 180) -> Any:
+def expect(what: str, predicate: Callable[[], Any], flux: Flux, operator: Operator | None, timeout: float = 180) -> Any:
     def check() -> Any:
         flux.check_alive()
         return predicate()
@@ -162,7 +168,7 @@ def expect(what: str, predicate: Callable[[], Any], flux: Flux, operator: Operat
         raise TrialFailedError(
             f"timed out after {timeout}s waiting for {what}\n"
             + "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in flux.procs)
-            + f"\n--- operator ---\n{operator.log_tail(30)}"
+            + (f"\n--- operator ---\n{operator.log_tail(30)}" if operator else "")
         )
     return last
 
@@ -181,6 +187,36 @@ def set_image(repo: GitRepo, image: str) -> None:
     text = hello.read_text()
     line = next(x for x in text.splitlines() if x.strip().startswith("dockerImage:"))
     hello.write_text(text.replace(line, f"  dockerImage: {image}"))
+
+
+def doc_health_check_exprs() -> dict[str, Any]:
+    """The `healthCheckExprs:` snippet of docs/gitops.md, as a spec fragment."""
+    doc = DOC.read_text()
+    found = re.search(r"```yaml\n(  healthCheckExprs:\n.*?)```", doc, re.S)
+    if found is None:
+        raise TrialFailedError("docs/gitops.md has no healthCheckExprs snippet")
+    fragment: dict[str, Any] = yaml.safe_load(found.group(1))
+    return fragment
+
+
+def commit_image(repo: GitRepo, flux: Flux, operator: Operator, image: str, message: str, ok: bool) -> dict[str, Any]:
+    """Commit the App with `image`, ask Flux to fetch it (as `flux reconcile source git` does), and wait for the
+    Kustomization to be Ready (`ok`) or to fail its health check at that revision; return its Ready condition."""
+    set_image(repo, image)
+    sha = repo.commit(message)
+    flux.request_reconcile("gitrepository", "wharf")
+    want = "True" if ok else "False"
+    return expect(
+        f"the Kustomization to be Ready={want} at {sha}",
+        lambda: (
+            flux.ready("kustomization", "wharf-apps").get("status") == want
+            and sha in flux.attempted("kustomization", "wharf-apps")
+            and flux.ready("kustomization", "wharf-apps")
+        ),
+        flux,
+        operator,
+        timeout=400,
+    )
 
 
 def trial(workdir: Path) -> None:
@@ -203,8 +239,6 @@ def trial(workdir: Path) -> None:
         digest = push_image(registry, repository, tag, STANDARD_IMAGES["single-port"])
         image = f"{registry.host}/{repository}:{tag}"
         say(f"registry {registry.host} holds {image} ({digest})")
-        operator = _start(cluster, [registry], ca.cert, workdir)
-        say("the wharf operator runs")
 
         repo = GitRepo(git_server, "wharf", workdir / "checkout")
         repo.copy_in(ROOT / "deploy", "deploy")
@@ -240,15 +274,30 @@ def trial(workdir: Path) -> None:
             )
         say(f"step 1: the artifact ({artifact['revision']}) carries deploy/helm/wharf/crds/app.yaml, {crd.size} bytes")
 
-        # Step 2: the health check waits while the App cannot be Ready.
+        # Step 2: the Kustomization applied before the App CRD exists (as when the HelmRelease has not installed the
+        # chart yet) fails its dry run, and is retried after retryInterval once the CRD is there.
+        cluster.kubectl("apply", "-f", str(FLUX_DIR / "apps.yaml"))
+        no_crd = expect(
+            "the Kustomization to fail without the App CRD",
+            lambda: (
+                flux.ready("kustomization", "wharf-apps").get("status") == "False"
+                and flux.ready("kustomization", "wharf-apps")
+            ),
+            flux,
+            None,
+        )
+        say(f"step 2: without the App CRD, Kustomization Ready: {describe(no_crd)}")
+        # Step 3: the health check waits while the App cannot be Ready.
         registry.stop()
         say("registry stopped: the App cannot resolve its image until it is back")
-        cluster.kubectl("apply", "-f", str(FLUX_DIR / "apps.yaml"))
+        operator = _start(cluster, [registry], ca.cert, workdir)
+        crd_at = time.monotonic()
+        say("the App CRD is installed and the wharf operator runs; no reconcile of the Kustomization is requested")
         app = expect(
             "the Kustomization to create the App", lambda: operator.get("app", "hello", NAMESPACE), flux, operator
         )
         labels = app["metadata"].get("labels", {})
-        say(f"step 2: App {NAMESPACE}/hello created by Flux (labels {labels})")
+        say(f"step 3: App {NAMESPACE}/hello created by Flux {time.monotonic() - crd_at:.0f} s later (labels {labels})")
         waiting = expect(
             "the Kustomization to wait on the App's health",
             lambda: (
@@ -259,13 +308,14 @@ def trial(workdir: Path) -> None:
             flux,
             operator,
         )
-        say(f"step 2: App Reconciling: {describe(app_conditions(operator)['Reconciling'])}")
-        say(f"step 2: Kustomization Ready: {describe(waiting)}")
+        say(f"step 3: App Reconciling: {describe(app_conditions(operator)['Reconciling'])}")
+        say(f"step 3: Kustomization Ready: {describe(waiting)}")
         time.sleep(20)
         still = flux.ready("kustomization", "wharf-apps")
         if still.get("status") != "Unknown":
             raise TrialFailedError(f"the Kustomization stopped waiting while the App was not Ready: {describe(still)}")
-        say(f"step 2: 20 s later, still waiting: {describe(still)}")
+        say(f"step 3: 20 s later, App Ready: {describe(app_conditions(operator)['Ready'])}")
+        say(f"step 3: 20 s later, still waiting: {describe(still)}")
         registry.start()
         say("registry started again")
         ready_app = expect(
@@ -274,7 +324,7 @@ def trial(workdir: Path) -> None:
             flux,
             operator,
         )
-        say(f"step 2: App Ready: {describe(app_conditions(operator)['Ready'])} ({ready_app})")
+        say(f"step 3: App Ready: {describe(app_conditions(operator)['Ready'])} ({ready_app})")
         done = expect(
             "the Kustomization to be Ready",
             lambda: (
@@ -286,50 +336,50 @@ def trial(workdir: Path) -> None:
         )
         app_ready_at = app_conditions(operator)["Ready"]["lastTransitionTime"]
         say(
-            f"step 2: Kustomization Ready: {describe(done)} "
+            f"step 3: Kustomization Ready: {describe(done)} "
             f"(at {done['lastTransitionTime']}; App Ready at {app_ready_at})"
         )
 
-        # Step 3: a commit naming an image that does not exist.
-        set_image(repo, f"{registry.host}/{repository}:does-not-exist")
-        broken = repo.commit("hello: an image tag that does not exist")
-        flux.request_reconcile("gitrepository", "wharf")
-        failed = expect(
-            "the Kustomization's health check to fail",
-            lambda: (
-                flux.ready("kustomization", "wharf-apps").get("status") == "False"
-                and broken in flux.attempted("kustomization", "wharf-apps")
-                and flux.ready("kustomization", "wharf-apps")
-            ),
-            flux,
-            operator,
-            timeout=400,
-        )
+        # Step 4: a commit naming an image that does not exist.
+        broken = f"{registry.host}/{repository}:does-not-exist"
+        failed = commit_image(repo, flux, operator, broken, "hello: an image tag that does not exist", ok=False)
         conditions = app_conditions(operator)
-        say(f"step 3: App Ready: {describe(conditions['Ready'])}")
-        say(f"step 3: App Stalled: {describe(conditions['Stalled'])}")
-        say(f"step 3: Kustomization Ready: {describe(failed)}")
+        say(f"step 4: App Ready: {describe(conditions['Ready'])}")
+        say(f"step 4: App Stalled: {describe(conditions['Stalled'])}")
+        say(f"step 4: Kustomization Ready: {describe(failed)}")
         deployment = operator.get("deployment", "hello-web", NAMESPACE) or {}
         available = (deployment.get("status") or {}).get("availableReplicas", 0)
         if available != 2:
             raise TrialFailedError(f"the running instances did not keep running: hello-web has {available} available")
-        say(f"step 3: hello-web still has {available} instances available on the last good image")
-        set_image(repo, image)
-        fixed = repo.commit("hello: the image back")
-        flux.request_reconcile("gitrepository", "wharf")
-        healed = expect(
-            "the Kustomization to be Ready again",
+        say(f"step 4: hello-web still has {available} instances available on the last good image")
+        warning = [e for e in operator.app_events(NAMESPACE, "hello") if e["type"] == "Warning"][-1]
+        say(f"step 4: the App's Warning Event: {warning['reason']}: {warning['message']}")
+        healed = commit_image(repo, flux, operator, image, "hello: the image back", ok=True)
+        say(f"step 4: after a commit putting the image back, Kustomization Ready: {describe(healed)}")
+
+        # Step 5: the healthCheckExprs docs/gitops.md gives, evaluated by the controller on the same two states.
+        exprs = doc_health_check_exprs()
+        cluster.kubectl(
+            "patch", "kustomization", "wharf-apps", "-n", FLUX_NS, "--type=merge", "-p", json.dumps({"spec": exprs})
+        )
+        generation = flux.get("kustomization", "wharf-apps")["metadata"]["generation"]
+        current = expect(
+            "the Kustomization with healthCheckExprs to be Ready",
             lambda: (
                 flux.ready("kustomization", "wharf-apps").get("status") == "True"
-                and fixed in flux.attempted("kustomization", "wharf-apps")
+                and flux.ready("kustomization", "wharf-apps").get("observedGeneration") == generation
                 and flux.ready("kustomization", "wharf-apps")
             ),
             flux,
             operator,
         )
-        say(f"step 3: Kustomization Ready again: {describe(healed)}")
+        say(f"step 5: with the docs' healthCheckExprs, Kustomization Ready: {describe(current)}")
+        failed = commit_image(repo, flux, operator, broken, "hello: an image tag that does not exist", ok=False)
+        say(f"step 5: with the docs' healthCheckExprs and the missing image, Kustomization Ready: {describe(failed)}")
+        healed = commit_image(repo, flux, operator, image, "hello: the image back", ok=True)
+        say(f"step 5: image back, Kustomization Ready: {describe(healed)}")
 
-        # Step 4: prune.
+        # Step 6: prune.
         cluster.kubectl("delete", "kustomization", "wharf-apps", "-n", FLUX_NS, "--wait=true", timeout=120)
         expect("the App to be pruned", lambda: operator.get("app", "hello", NAMESPACE) is None, flux, operator)
         expect(
@@ -338,7 +388,7 @@ def trial(workdir: Path) -> None:
             flux,
             operator,
         )
-        say("step 4: deleting the Kustomization deleted the App and, through owner references, its Deployment")
+        say("step 6: deleting the Kustomization deleted the App and, through owner references, its Deployment")
         say("every step held")
     finally:
         if flux is not None:
