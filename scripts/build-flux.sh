@@ -22,12 +22,15 @@ module_dir() {  # module@version -> its folder in the module cache
   go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
 }
 
+work=""
+trap '[ -z "$work" ] || rm -rf "$work"' EXIT
+
 build_controller() {  # name, version, then `go mod edit` arguments (replacements of modules the proxy lacks)
   local name=$1 version=$2
   shift 2
   [ -x "$bin/$name" ] && return 0
   echo "building $name $version" >&2
-  local src api work
+  local src api
   src=$(module_dir "github.com/fluxcd/$name@$version")
   api=$(module_dir "github.com/fluxcd/$name/api@$version")
   work=$(mktemp -d)
@@ -39,6 +42,7 @@ build_controller() {  # name, version, then `go mod edit` arguments (replacement
   (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$bin/$name.tmp" .)
   cp "$work"/config/crd/bases/*.yaml "$bin/crds/"
   rm -rf "$work"
+  work=""
   mv "$bin/$name.tmp" "$bin/$name"
 }
 

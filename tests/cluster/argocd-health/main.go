@@ -1,9 +1,10 @@
 // argocd-health runs an Argo CD health check script the way Argo CD v3.5.7 runs one (util/lua/lua.go,
-// ExecuteHealthLua): gopher-lua with only the package, base and table libraries opened (SkipOpenLibs, as when
-// useOpenLibs is not set; Argo CD adds a reduced os library, which wharf's script does not use), the live object
-// decoded into Lua tables as the global `obj` (integers as Kubernetes' unstructured decoding leaves them, int64 ->
-// LNumber), a 1 s time limit, and the returned table encoded with gopher-json and read as {status, message}; a
-// status outside Argo CD's health codes becomes Unknown, "Lua returned an invalid health status".
+// ExecuteHealthLua; v3.6.1 does the same and only caches the compiled script): gopher-lua with only the package,
+// base and table libraries opened (SkipOpenLibs, as when useOpenLibs is not set; Argo CD adds a reduced os library,
+// which wharf's script does not use), the live object decoded into Lua tables as the global `obj` (integers as
+// Kubernetes' unstructured decoding leaves them, int64 -> LNumber), a 1 s time limit, and the returned table
+// encoded with gopher-json and read as {status, message}; a status outside Argo CD's health codes becomes Unknown,
+// "Lua returned an invalid health status".
 //
 // Usage: argocd-health SCRIPT < object.json   (or a JSON array of objects: one result per line)
 // Prints {"status": ..., "message": ...} as JSON per object; a Lua error exits 1 with the error.
