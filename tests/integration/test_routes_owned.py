@@ -5,8 +5,10 @@ annotations, watching three namespaces: the oldest claim keeps a host, a later A
 Ready=False RouteConflict naming the owner and gets no Ingress, a wildcard never takes a host another namespace
 claims, Apps of one namespace share a route, and the route passes to the next in line when its owner goes. The
 manifest's annotations (an nginx server-snippet, an auth-url at the metadata service) reach the pods, never the
-Ingress. HTTPRoute rendering of the same rules is proven in tests/unit/test_status_routes.py: this cluster has no
-Gateway API CRDs.
+Ingress. Apps of one namespace on one route (CF blue-green) each have their own Service for it, and each of these
+Services selects the instances of both: their EndpointSlices list the pods of both Apps, then of the one left.
+HTTPRoute rendering of the same rules is proven in tests/unit/test_status_routes.py: this cluster has no Gateway API
+CRDs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
@@ -117,3 +120,79 @@ def test_routes_are_owned_by_the_first_namespace(solo_operator: SoloOperator, re
     op.wait_for("team-b's Ingress", lambda: len(_ingresses(op, team_b, "shop")) == 1, timeout=30)
     _conflict(op, "all", team_c, f"belongs to App shop in namespace {team_b}")
     assert _ingresses(op, team_c, "all") == []
+
+
+def _pods(op: Operator, namespace: str, app: str) -> set[tuple[str, int]]:
+    """(pod, port its web container is routed on) of the App's running pods that have an IP."""
+    out = op.cluster.kubectl("get", "pods", "-n", namespace, "-l", f"wharf.dev/app={app}", "-o", "json")
+    found = set()
+    for pod in json.loads(out.stdout)["items"]:
+        if pod["metadata"].get("deletionTimestamp") or not (pod.get("status") or {}).get("podIP"):
+            continue
+        ports = pod["spec"]["containers"][0]["ports"]
+        found |= {(pod["metadata"]["name"], p["containerPort"]) for p in ports if p.get("name") == "http"}
+    return found
+
+
+def _endpoints(op: Operator, namespace: str, service: str) -> set[tuple[str, int]]:
+    """(pod, port) of the ready endpoints in the Service's EndpointSlices (one slice per port number)."""
+    out = op.cluster.kubectl(
+        "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o", "json"
+    )
+    return {
+        (endpoint["targetRef"]["name"], port["port"])
+        for item in json.loads(out.stdout)["items"]
+        for port in item.get("ports") or []
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready") and endpoint.get("targetRef")
+    }
+
+
+def test_apps_of_one_namespace_on_one_route_share_its_traffic(
+    solo_operator: SoloOperator, registry_plain: RegistryServer
+) -> None:
+    # S19 blue-green: blue (2 instances, port 8080) and green (port 9000) route shop.example.com in one namespace.
+    op, namespace = solo_operator({"WHARF_ROUTING": "ingress"})
+    push_image(registry_plain, "s19/blue-green", "v1", STANDARD_IMAGES["single-port"])
+    image = f"{registry_plain.host}/s19/blue-green:v1"
+    route = {"route": "shop.example.com"}
+    op.apply(app_resource("blue", namespace, image, memory="64M", instances=2, routes=[route]))
+    green = app_resource("green", namespace, image, memory="64M", routes=[route])
+    green["spec"]["ports"] = [9000]
+    op.apply(green)
+    _ready(op, "blue", namespace)
+    _ready(op, "green", namespace)
+    services = {}
+    for app in ("blue", "green"):
+        (ingress,) = _ingresses(op, namespace, app)
+        (rule,) = ingress["spec"]["rules"]
+        backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
+        assert rule["host"] == "shop.example.com"
+        # Each App's Ingress names its own Service for the route (S17: nothing shared is owned by two Apps).
+        owners = [o["name"] for o in (op.get("service", backend, namespace) or {})["metadata"]["ownerReferences"]]
+        assert owners == [app]
+        services[app] = backend
+    assert services["blue"] != services["green"]
+
+    # Whichever Ingress the ingress controller honours, its Service reaches the instances of both Apps, each on the
+    # port it listens on.
+    def three() -> set[tuple[str, int]] | None:
+        found = _pods(op, namespace, "blue") | _pods(op, namespace, "green")
+        return found if len(found) == 3 else None
+
+    both: set[tuple[str, int]] = op.wait_for("3 instances with IPs", three)
+    assert {port for _, port in both} == {8080, 9000}
+    for app, service in services.items():
+        op.wait_for(f"{app}'s route Service to reach both Apps", lambda s=service: _endpoints(op, namespace, s) == both)
+
+    # Blue goes: its Ingress and Service with it; green's Service now reaches green's instances only.
+    op.cluster.kubectl("delete", "app", "blue", "-n", namespace, "--wait=true")
+    only_green = _pods(op, namespace, "green")
+    assert len(only_green) == 1
+    op.wait_for(
+        "green's route Service to reach green only",
+        lambda: _endpoints(op, namespace, services["green"]) == only_green,
+        timeout=60,
+    )
+    (ingress,) = _ingresses(op, namespace, "green")
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == services["green"]
