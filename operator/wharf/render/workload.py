@@ -316,12 +316,11 @@ def routed_routes(app: App, settings: Settings) -> tuple[Route, ...]:
     return tuple(unique.values())
 
 
-def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
+def routing(app: App, routes: tuple[Route, ...], ports: Ports, settings: Settings) -> list[dict[str, Any]]:
     """S11: routes to the App's route Services (route_service), as the admin enabled (Ingress or Gateway API
     HTTPRoute): one Service per route. Routing objects carry the cluster admin's annotations only: annotations
     configure the ingress controller or gateway (snippets, auth URLs), which is the admin's to do, never an App
-    author's (S19)."""
-    routes = routed_routes(app, settings)
+    author's (S19). `routes`: routed_routes."""
     if not routes:
         return []
 
@@ -505,7 +504,7 @@ def render(
     if route_conflict is None:
         # The pods keep their route labels under a conflict (no restart when the owner goes); nothing routes to them.
         objects.extend(route_service(app, route, ports) for route in routes)
-        objects.extend(routing(app, ports, settings))
+        objects.extend(routing(app, routes, ports, settings))
     warnings = manifest_warnings(app, facts, settings, credentials, now)
     return Rendered(
         objects=objects,
