@@ -153,6 +153,8 @@ def test_routes_are_owned_by_the_first_namespace(
         timeout=60,
     )
     assert _objects(op, mode, team_b, "shop") == []
+    services = op.cluster.kubectl("get", "services", "-n", team_b, "-l", "wharf.dev/app=shop", "-o", "name")
+    assert services.stdout.split() == ["service/shop"]  # its own Service only: no route Service either
     assert any(e["reason"] == "RouteConflict" and e["type"] == "Warning" for e in op.app_events(team_b, "shop"))
 
     # A wildcard in a third namespace never takes the hosts the others claim.
