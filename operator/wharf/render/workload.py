@@ -39,7 +39,7 @@ DRAIN_SECONDS = 5
 
 @dataclass(frozen=True)
 class Rendered:
-    objects: list[dict[str, Any]]  # in apply order: secrets, deployments, service, routing
+    objects: list[dict[str, Any]]  # in apply order: secrets, deployments, services (the App's, its routes'), routing
     ports: Ports
     run_as: RunAs
     processes: list[ProcessPlan]
@@ -324,8 +324,8 @@ def routing(app: App, routes: tuple[Route, ...], ports: Ports, settings: Setting
     if not routes:
         return []
 
-    def backend(route: Route) -> dict[str, Any]:
-        return {"name": names.route_service_name(app, route.host, route.path), "port": ports.routed}
+    def backend(route: Route) -> str:
+        return names.route_service_name(app, route.host, route.path)
 
     if settings.routing is Routing.INGRESS:
         spec: dict[str, Any] = {
@@ -337,9 +337,7 @@ def routing(app: App, routes: tuple[Route, ...], ports: Ports, settings: Setting
                             {
                                 "path": route.path,
                                 "pathType": "Prefix",
-                                "backend": {
-                                    "service": {"name": backend(route)["name"], "port": {"number": ports.routed}}
-                                },
+                                "backend": {"service": {"name": backend(route), "port": {"number": ports.routed}}},
                             }
                         ]
                     },
@@ -374,7 +372,7 @@ def routing(app: App, routes: tuple[Route, ...], ports: Ports, settings: Setting
                 "rules": [
                     {
                         "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
-                        "backendRefs": [backend(route)],
+                        "backendRefs": [{"name": backend(route), "port": ports.routed}],
                     }
                     for route in routes
                     if route.host == host
