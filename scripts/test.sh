@@ -18,7 +18,7 @@ if [ "$#" -gt 0 ]; then
   .venv/bin/pytest -p no:cacheprovider "$@"
   exit
 fi
-.venv/bin/pytest tests -p no:cacheprovider
+.venv/bin/pytest tests -p no:cacheprovider --durations=25  # the slowest tests, to keep the whole command short
 
 echo "== the README's run command"
 bash scripts/run-local.sh --check

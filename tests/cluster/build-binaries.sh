@@ -8,6 +8,9 @@ K8S_VERSION=v1.36.3   # kube-apiserver, kube-controller-manager, kube-scheduler,
 ETCD_VERSION=v3.6.8   # the etcd server the k8s.io/kubernetes module graph already pins (gobuild/go.mod)
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+# The Gateway API's standard-channel CRDs (GatewayClass, Gateway, HTTPRoute), which routing tests install
+# (harness.gateway_api): from the Go module, as the project's Go modules come, into $bin/gateway-api.
+GATEWAY_API_VERSION=v1.6.3
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${WHARF_CACHE:-$HOME/.cache/wharf}
@@ -64,5 +67,24 @@ install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 # Argo CD's Lua interpreter running deploy/argocd/health.lua as Argo CD does (tests/unit/test_argocd_health.py)
 build_module argocd-health
+
+gateway_api_crds() {  # the standard channel's CRDs of the kinds wharf writes or refers to
+  local dir="$bin/gateway-api"
+  [ "$(cat "$dir/VERSION" 2>/dev/null)" = "$GATEWAY_API_VERSION" ] && return 0
+  echo "fetching the Gateway API $GATEWAY_API_VERSION CRDs" >&2
+  local tmp src; tmp=$(mktemp -d)
+  # Outside any module: the download is of the module itself, not of a dependency of this folder's go.mod.
+  src=$(cd "$tmp" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+    | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -n "$src" ] || { echo "go mod download sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION failed" >&2; exit 1; }
+  for kind in gatewayclasses gateways httproutes; do
+    cp "$src/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" "$tmp/"
+  done
+  echo "$GATEWAY_API_VERSION" > "$tmp/VERSION"
+  chmod -R u+w,go+rX "$tmp"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+}
+gateway_api_crds
 
 echo "$bin"

@@ -4,6 +4,9 @@ Fixtures:
 - `cluster` (session): a `Cluster` (see below). Binaries come from `$WHARF_BIN_DIR` or from
   `tests/cluster/build-binaries.sh` (cached under ~/.cache/wharf; a cold build takes many minutes).
 - `namespace` (function): a fresh `restricted` namespace name, deleted after the test.
+- `gateway_api` (module): the Gateway API's standard-channel CRDs (GatewayClass, Gateway, HTTPRoute, as
+  build-binaries.sh fetched them into `$WHARF_BIN_DIR/gateway-api`) installed for the tests of one module, and
+  deleted after them: other tests rely on a cluster without the Gateway API (an HTTPRoute refused, S11).
 
 Registries: the pull agent reaches a registry only as a configured node would. Call
 `cluster.trust_registry(server)` (a `harness.registry.RegistryServer`: its CA if TLS, else insecure) before
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from harness.node import RealNode
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "cluster" / "build-binaries.sh"
+GATEWAY_API_CRDS = ("gatewayclasses", "gateways", "httproutes")
 
 
 def locate_binaries() -> Path:
@@ -141,3 +145,19 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     name = cluster.create_namespace(f"t-{uuid.uuid4().hex[:10]}")
     yield name
     cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def gateway_api(cluster: Cluster) -> Iterator[None]:
+    folder = cluster.bin_dir / "gateway-api"
+    files = [folder / f"gateway.networking.k8s.io_{plural}.yaml" for plural in GATEWAY_API_CRDS]
+    missing = [str(f) for f in files if not f.is_file()]
+    assert not missing, f"no Gateway API CRDs {missing}: run tests/cluster/build-binaries.sh (it fetches them)"
+    names = [f"crd/{plural}.gateway.networking.k8s.io" for plural in GATEWAY_API_CRDS]
+    for file in files:
+        cluster.kubectl("apply", "--server-side", "-f", str(file))
+    cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
+    try:
+        yield
+    finally:
+        cluster.kubectl("delete", *names, "--wait=true", "--timeout=60s", check=False)

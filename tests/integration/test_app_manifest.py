@@ -577,11 +577,21 @@ def test_ingress_routes_follow_the_manifest_and_are_pruned(
     assert paths == [("shop.example.com", "/"), ("shop.example.com", "/api")]
     assert ingress["metadata"]["ownerReferences"][0]["kind"] == "App"
 
-    # `no-route: true` takes the App off the router: the Ingress is deleted, the Service and pods stay.
+    # S19: one Service of the App's per route, as the Ingress names them.
+    backends = sorted(p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"])
+
+    def services() -> list[str]:
+        return sorted(s["metadata"]["name"] for s in items(op, "services", ns, "wharf.dev/app=routed"))
+
+    assert len(set(backends)) == 2
+    assert services() == sorted(["routed", *backends])
+
+    # `no-route: true` takes the App off the router: the Ingress and the route Services are deleted, the App's
+    # Service and pods stay.
     op.apply(app("routed", ns, image, {"memory": "64M", "no-route": True}))
     op.wait_for("Ingress pruned", lambda: items(op, "ingresses", ns, "wharf.dev/app=routed") == [])
+    op.wait_for("route Services pruned", lambda: services() == ["routed"])
     op.wait_for("App Ready", lambda: ready(op, "routed", ns))
-    assert op.get("service", "routed", ns) is not None
 
 
 def test_an_object_the_apiserver_refuses_is_reported_not_retried_blindly(

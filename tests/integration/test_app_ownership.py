@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,29 +25,6 @@ from harness.registry import RegistryServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
-# Enough of the Gateway API's HTTPRoute for the apiserver to serve the kind (the project's cluster has none).
-HTTPROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # As the Gateway API's own CRDs say: *.k8s.io groups need it.
-        "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"},
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            }
-        ],
-    },
-}
 HOST = "shop.example.com"
 
 
@@ -92,7 +68,11 @@ def _user_objects(kind: str, name: str, ns: str, image: str) -> list[dict[str, A
         rule = {"host": HOST, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
         return [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": {"rules": [rule]}}]
     assert kind == "HTTPRoute", kind
-    spec = {"parentRefs": [{"name": "edge"}], "hostnames": [HOST], "rules": [{"backendRefs": [{"name": "mine"}]}]}
+    spec = {
+        "parentRefs": [{"name": "edge"}],
+        "hostnames": [HOST],
+        "rules": [{"backendRefs": [{"name": "mine", "port": 80}]}],
+    }
     return [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": meta, "spec": spec}]
 
 
@@ -132,16 +112,6 @@ def _full(op: Operator, kind: str, name: str, ns: str) -> dict[str, Any] | None:
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
-@pytest.fixture
-def httproute_crd(wharf_operator: Operator) -> Iterator[None]:
-    kubectl = wharf_operator.cluster.kubectl
-    kubectl("apply", "-f", "-", input=json.dumps(HTTPROUTE_CRD))
-    kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=60s")
-    yield
-    # Other tests rely on a cluster without the Gateway API.
-    kubectl("delete", "crd", "httproutes.gateway.networking.k8s.io", "--wait=true", "--timeout=60s")
-
-
 @pytest.mark.parametrize("kind", list(CONFLICTS))
 def test_a_name_taken_by_someone_elses_object_is_left_untouched_and_the_app_is_stalled(
     kind: str,
@@ -152,7 +122,7 @@ def test_a_name_taken_by_someone_elses_object_is_left_untouched_and_the_app_is_s
     request: pytest.FixtureRequest,
 ) -> None:
     if kind == "HTTPRoute":
-        request.getfixturevalue("httproute_crd")
+        request.getfixturevalue("gateway_api")  # the real Gateway API CRDs
     op, ns = solo_operator(ROUTING[kind]) if kind in ROUTING else (wharf_operator, app_ns)
     push_image(registry_plain, "own/single", "v1", STANDARD_IMAGES["single-port"])
     image = f"{registry_plain.host}/own/single:v1"

@@ -4,6 +4,10 @@ and generated App specs (hypothesis) applied next to a good App.
 
 Rule ids: S13, S14 (outages keep what runs and heal alone), S15 (lifecycle), S17 (nothing but what the App owns),
 S1-S11 (bad input: refused naming a field, or a clear condition).
+
+The registry stopped during a scale and during a restage (issue 11 item 6, with the restart here) is proven in
+test_app_status.py (test_registry_outage_during_scale_is_reported_and_heals_by_itself,
+test_restage_while_registry_down_keeps_serving_digest_and_completes_on_return), on the same outage_registry.
 """
 
 from __future__ import annotations

@@ -187,8 +187,17 @@ def _check_rendered(app: App, facts: ImageFacts, cluster: Settings, rendered: Re
     deployments = [o for o in rendered.objects if o["kind"] == "Deployment"]
     assert len(deployments) == 1 + len([p for p in app.spec.manifest.processes if p.type != "web"])
     routed = _expected_routed(app, facts)
-    (service,) = [o for o in rendered.objects if o["kind"] == "Service"]
-    assert service["spec"]["ports"][0]["port"] == routed
+    services = [o for o in rendered.objects if o["kind"] == "Service"]
+    (service,) = [o for o in services if o["metadata"]["name"] == app.name]
+    assert all(s["spec"]["ports"][0]["port"] == routed for s in services)
+    # S19: each route Service selects the route label the App's web instances carry, on the routed port by name.
+    (web,) = [o for o in deployments if o["metadata"]["name"] == f"{app.name}-web"]
+    template = web["spec"]["template"]
+    for route_service in [s for s in services if s is not service]:
+        assert route_service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+        target = route_service["spec"]["ports"][0]["targetPort"]
+        main_ports = template["spec"]["containers"][0]["ports"]
+        assert {"name": target, "containerPort": routed, "protocol": "TCP"} in main_ports
     for obj in deployments:
         pod = obj["spec"]["template"]["spec"]
         assert restricted_violations(pod) == []

@@ -32,6 +32,17 @@ class Target:
     namespace: str
 
 
+def _raise_for_status(response: httpx.Response) -> None:
+    """The apiserver's own `message` (a Status object) when it sent one, else the body's start."""
+    if response.status_code < 400:
+        return
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        message = None
+    raise KubeError(str(message or response.text[:500] or response.reason_phrase), response.status_code)
+
+
 def _load(kubeconfig: str | None, context: str | None) -> tuple[Any, Target]:
     # Imported here: the `kubernetes` package takes a second to import, and `wharf convert` never needs it.
     from kubernetes import client as k8s
@@ -84,17 +95,17 @@ class Kube:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Content-Type": content_type} if content_type else {}
+        response = self._send(method, path, params=dict(query or {}), json=body, headers=headers)
+        return cast(dict[str, Any], response.json() if response.content else {})
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; an apiserver refusal becomes a KubeError carrying its status and message."""
         try:
-            response = self._http.request(method, path, params=dict(query or {}), json=body, headers=headers)
+            response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise KubeError(f"cannot reach the cluster ({self.target.context}): {error}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("message") or response.reason_phrase
-            except ValueError:
-                message = response.text[:500] or response.reason_phrase
-            raise KubeError(str(message), response.status_code)
-        return cast(dict[str, Any], response.json() if response.content else {})
+        _raise_for_status(response)
+        return response
 
     def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -139,23 +150,13 @@ class Kube:
             with self._http.stream("GET", path, params=dict(query), timeout=httpx.Timeout(None, connect=5.0)) as r:
                 if r.status_code >= 400:
                     r.read()
-                    raise KubeError(r.text[:500], r.status_code)
+                    _raise_for_status(r)
                 yield from r.iter_lines()
         except httpx.HTTPError as error:
             raise KubeError(f"log stream ended: {error}") from None
 
     def text(self, path: str, query: Mapping[str, str]) -> str:
-        try:
-            response = self._http.get(path, params=dict(query))
-        except httpx.HTTPError as error:
-            raise KubeError(f"cannot reach the cluster ({self.target.context}): {error}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("message") or response.text
-            except ValueError:
-                message = response.text
-            raise KubeError(str(message)[:500], response.status_code)
-        return response.text
+        return self._send("GET", path, params=dict(query)).text
 
     # -- paths ---------------------------------------------------------------------------------------------------
     def app_path(self, name: str | None = None) -> str:

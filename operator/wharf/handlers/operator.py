@@ -33,9 +33,9 @@ APP = (GROUP, VERSION, PLURAL)
 OWNED = {APP_LABEL: kopf.PRESENT}  # the label selector of every object an App owns
 SAFETY_NET_SECONDS = 60.0  # look again at Apps whose state may change where wharf does not watch
 FULL_RESYNC_EVERY = 10  # safety-net rounds: every App is reconciled from the caches (writes nothing if all agree)
-WORKERS = 8  # reconciles at a time (each one waits mostly on the apiserver or a registry)
+WORKERS = 32  # reconciles at a time: each waits mostly on the apiserver (at most MAX_IN_FLIGHT requests) or a registry
 SETTINGS = Settings.from_env()  # the routing kinds decide which objects are watched
-__all__ = ["route_claims"]  # registered with kopf on import (S19's index of route claims)
+kopf.index(*APP, id=INDEX)(route_claims(SETTINGS.default_domain))  # S19's route claims
 
 _state: dict[str, Any] = {}
 

@@ -13,12 +13,13 @@ are (S14).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -48,6 +49,7 @@ from wharf.status.observe import DRIFT_KEY, observe
 from wharf.status.outcome import NotReady, apply_refused, name_conflict, registry_reason
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class AppGoneError(Exception):
@@ -90,6 +92,16 @@ class Run:
 def _no_route_conflict(app: App) -> str | None:
     """Without the cross-namespace index (in-process tests): every route is the App's own."""
     return None
+
+
+async def _all(steps: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `steps` together and wait for all of them; the first failure (in order) is raised once every step has
+    ended, so no write is left running unseen."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 class Reconciler:
@@ -317,39 +329,50 @@ class Reconciler:
         stops the App."""
         key = (app.namespace, app.name)
         memo = self._memo(key, app.uid)
-        plan = []
-        for obj in rendered.objects:  # every name is checked before anything is written: nothing half-made
-            live = await self._live(app, memo, obj["kind"], obj["metadata"]["name"])
+        # Every name is checked before anything is written (nothing half-made); the checks, then the writes, go
+        # out together: one App's round trips, not one per object, decide how fast a new App gets its Deployment.
+        lives = await _all([self._live(app, memo, obj["kind"], obj["metadata"]["name"]) for obj in rendered.objects])
+        for obj, live in zip(rendered.objects, lives, strict=True):
             if live is not None:
                 _check_owner(app, obj["kind"], obj["metadata"]["name"], live)
-            plan.append((obj, live))
-        hashes: dict[str, str] = {}
-        for obj, live in plan:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            body, digest = stamped(obj)
-            if kind == "Deployment":
-                hashes[name] = digest
-            drifted = live is not None and bool(live.get(DRIFT_KEY))
-            if live is not None and _applied_hash(live) == digest and not drifted:
-                continue
-            if drifted:
-                await self._take_over(app, obj["apiVersion"], kind, name)
-            try:
-                written = await self._kube.apply(body)
-            except KubeError as error:
-                if isinstance(error, NotFoundError) and await self._gone(key, app.uid):
-                    raise AppGoneError from error  # the App and its namespace deleted: nothing to report to
-                if not error.refused:
-                    raise  # the apiserver or the network: retried
-                raise NotReady(
-                    Reason.APPLY_REFUSED, apply_refused(kind, name, error.status, error.detail), transient=False
-                ) from error
-            if kind == "Secret":
-                memo.secrets[name] = digest
-            else:
-                memo.written.objects[(kind, name)] = strip_owned(written)
-                memo.written.deleted.discard((kind, name))
-        return hashes
+        plan = [(stamped(obj), live) for obj, live in zip(rendered.objects, lives, strict=True)]
+        # Secrets first: a pod that starts before the Secret it mounts exists waits for it.
+        for first in (True, False):
+            await _all(
+                [
+                    self._apply_one(app, memo, *stamp, live)
+                    for stamp, live in plan
+                    if (stamp[0]["kind"] == "Secret") == first
+                ]
+            )
+        return {body["metadata"]["name"]: digest for (body, digest), _ in plan if body["kind"] == "Deployment"}
+
+    async def _apply_one(
+        self, app: App, memo: Memo, body: dict[str, Any], digest: str, live: dict[str, Any] | None
+    ) -> None:
+        """Apply one rendered object unless it carries the hash of what it renders to and nobody changed it."""
+        key = (app.namespace, app.name)
+        kind, name = body["kind"], body["metadata"]["name"]
+        drifted = live is not None and bool(live.get(DRIFT_KEY))
+        if live is not None and _applied_hash(live) == digest and not drifted:
+            return
+        if drifted:
+            await self._take_over(app, body["apiVersion"], kind, name)
+        try:
+            written = await self._kube.apply(body)
+        except KubeError as error:
+            if isinstance(error, NotFoundError) and await self._gone(key, app.uid):
+                raise AppGoneError from error  # the App and its namespace deleted: nothing to report to
+            if not error.refused:
+                raise  # the apiserver or the network: retried
+            raise NotReady(
+                Reason.APPLY_REFUSED, apply_refused(kind, name, error.status, error.detail), transient=False
+            ) from error
+        if kind == "Secret":
+            memo.secrets[name] = digest
+        else:
+            memo.written.objects[(kind, name)] = strip_owned(written)
+            memo.written.deleted.discard((kind, name))
 
     async def _live(self, app: App, memo: Memo, kind: str, name: str) -> dict[str, Any] | None:
         """The object of that name as wharf knows it: from the caches (a derived Secret: from what wharf applied);

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from wharf.api.app import GROUP, PLURAL, VERSION, App
+from wharf.api.app import App
 from wharf.config import Routing, Settings
 from wharf.status.routes import RouteClaim, claim_of, overlapping, route_conflict
 
@@ -25,19 +25,21 @@ NEWEST = "9999-12-31T23:59:59Z"  # an App not indexed yet (its creation is newer
 Enqueue = Callable[[tuple[str, str]], None]
 
 
-_DEFAULT_DOMAIN = Settings.from_env().default_domain  # v6 route keys (S20) become routes on it
+def route_claims(default_domain: str) -> Callable[..., dict[tuple[str, str], RouteClaim]]:
+    """The kopf index function of route claims (registered as `INDEX` by handlers.operator); v6 route keys (S20)
+    become routes on `default_domain`."""
 
+    def index(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], RouteClaim]:
+        """Only Apps that claim a route are kept, and only their claim: at scale most Apps claim none, and the
+        verdict for one App must not parse every other App again."""
+        try:
+            app = App.from_resource(dict(body))
+        except (ValidationError, KeyError):
+            return {}  # an App that does not parse claims nothing (its status says why)
+        claim = claim_of(app, str(meta.get("creationTimestamp") or NEWEST), default_domain)
+        return {(app.namespace, app.name): claim} if claim.routes else {}
 
-@kopf.index(GROUP, VERSION, PLURAL, id=INDEX)
-def route_claims(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], RouteClaim]:
-    """Only Apps that claim a route are kept, and only their claim: at scale most Apps claim none, and the verdict
-    for one App must not parse every other App again."""
-    try:
-        app = App.from_resource(dict(body))
-    except (ValidationError, KeyError):
-        return {}  # an App that does not parse claims nothing (its status says why)
-    claim = claim_of(app, str(meta.get("creationTimestamp") or NEWEST), _DEFAULT_DOMAIN)
-    return {(app.namespace, app.name): claim} if claim.routes else {}
+    return index
 
 
 class RouteOwnership:

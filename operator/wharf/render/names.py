@@ -15,6 +15,13 @@ RESTARTED_AT_ANNOTATION = "wharf.dev/restartedAt"
 RESTAGED_ANNOTATION = "wharf.dev/restage"
 DIGEST_ANNOTATION = "wharf.dev/image-digest"
 FIELD_MANAGER = "wharf"
+# S19 blue-green: a web pod of an App that routes a route carries `ROUTE_LABEL_PREFIX<route key>: "true"`, and
+# the route's Services (one per App that routes it) select that label: whichever App's Ingress or HTTPRoute the
+# ingress controller or gateway picks, its Service reaches the instances of every App of the namespace on the route.
+ROUTE_LABEL_PREFIX = "route.wharf.dev/"
+ROUTE_ANNOTATION = "wharf.dev/route"  # on a route Service: the route it serves, for people (the label is a hash)
+ROUTED_PORT_NAME = "http"  # the routed container port of an App with routes: a route Service's targetPort
+MAX_SERVICE_NAME = 63  # a Service's name is a DNS label
 # The hash of what wharf last applied to an object (render/ownership.py): equal to what it renders now, nothing is
 # applied again.
 APPLIED_HASH_ANNOTATION = "wharf.dev/applied-hash"
@@ -44,6 +51,26 @@ def derived_secret_names(app: App) -> tuple[str, ...]:
 def route_name(app: App, host: str) -> str:
     """An HTTPRoute per hostname: `<app>-<hash of the host>`, stable whatever other routes come and go."""
     return f"{app.name}-{hashlib.sha256(host.encode()).hexdigest()[:10]}"
+
+
+def route_key(host: str, path: str) -> str:
+    """A route's key (S19): the same in every App and namespace that routes `host` + `path`."""
+    return hashlib.sha256(f"{host}{path}".encode()).hexdigest()[:10]
+
+
+def route_label(host: str, path: str) -> str:
+    return f"{ROUTE_LABEL_PREFIX}{route_key(host, path)}"
+
+
+def route_service_name(app: App, host: str, path: str) -> str:
+    """The App's Service for one route: `<app>-r<route key>`, within a DNS label's 63 characters (a long App name
+    is cut and gets a hash of the whole name, so two long names that start alike still differ)."""
+    suffix = f"-r{route_key(host, path)}"
+    if len(app.name) + len(suffix) <= MAX_SERVICE_NAME:
+        return f"{app.name}{suffix}"
+    digest = hashlib.sha256(app.name.encode()).hexdigest()[:6]
+    cut = app.name[: MAX_SERVICE_NAME - len(suffix) - len(digest) - 1].rstrip("-")
+    return f"{cut}-{digest}{suffix}"
 
 
 def selector(app: App, process_type: str) -> dict[str, str]:

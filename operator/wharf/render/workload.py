@@ -12,6 +12,7 @@ from typing import Any
 from wharf.api.app import App
 from wharf.api.conditions import Reason
 from wharf.api.image import ImageFacts
+from wharf.api.manifest import Route
 from wharf.api.routes import CfRoutes, RouteKeysError, cf_routes
 from wharf.api.units import to_megabytes
 from wharf.config import Routing, Settings
@@ -38,7 +39,7 @@ DRAIN_SECONDS = 5
 
 @dataclass(frozen=True)
 class Rendered:
-    objects: list[dict[str, Any]]  # in apply order: secrets, deployments, service, routing
+    objects: list[dict[str, Any]]  # in apply order: secrets, deployments, services (the App's, its routes'), routing
     ports: Ports
     run_as: RunAs
     processes: list[ProcessPlan]
@@ -92,10 +93,24 @@ def _resources(memory_mb: int, disk_mb: int | None) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _port_name(port: int, ports: Ports, routed: bool) -> str:
+    """A web instance of an App with routes names its routed port ROUTED_PORT_NAME: the route Services of every App
+    on a route reach it by that name, whichever port each App listens on (S19). Other ports keep `p<number>` (and an
+    App without routes keeps its pod template as it was)."""
+    return names.ROUTED_PORT_NAME if routed and port == ports.routed else f"p{port}"
+
+
 def _containers(
-    app: App, facts: ImageFacts, process: ProcessPlan, ports: Ports, uris: list[str], files: list[BindingFiles]
+    app: App,
+    facts: ImageFacts,
+    process: ProcessPlan,
+    ports: Ports,
+    uris: list[str],
+    files: list[BindingFiles],
+    routed: bool = False,
 ) -> list[dict[str, Any]]:
-    """The main container and the sidecars; with bound services, the init container that writes their files."""
+    """The main container and the sidecars; with bound services, the init container that writes their files.
+    `routed`: the process is the web process of an App with routes (see _port_name)."""
     sidecar_memory = sum(to_megabytes(s.memory) for s in process.sidecars if s.memory)
     if sidecar_memory >= process.memory_mb:
         raise RenderError(
@@ -109,7 +124,9 @@ def _containers(
         "imagePullPolicy": "IfNotPresent",  # a digest never changes
         **_start_command(process, facts),
         "workingDir": facts.workdir or "/",
-        "ports": [{"name": f"p{port}", "containerPort": port, "protocol": "TCP"} for port in ports.listed],
+        "ports": [
+            {"name": _port_name(port, ports, routed), "containerPort": port, "protocol": "TCP"} for port in ports.listed
+        ],
         "env": container_env(app, facts, process, ports.routed, ports.listed, uris, has_services=bool(files)),
         "resources": _resources(process.memory_mb - sidecar_memory, process.disk_mb),
         "securityContext": container_security_context(),
@@ -144,7 +161,9 @@ def deployment(
     pull_secrets: list[str],
     files: list[BindingFiles],
     restaged: str | None = None,
+    routes: tuple[Route, ...] = (),
 ) -> dict[str, Any]:
+    """`routes`: what the App routes (routed_routes); its web instances carry each route's label (S19)."""
     # The manifest's annotations go on the pods (S19), under wharf's own: ours win.
     template_annotations = {**names.user_annotations(app), names.DIGEST_ANNOTATION: facts.digest}
     if app.spec.restarted_at:
@@ -153,7 +172,8 @@ def deployment(
     if restaged:
         # S15 restage: once the registry answered the restage, the pods roll even when the digest did not move.
         template_annotations[names.RESTAGED_ANNOTATION] = restaged
-    containers = _containers(app, facts, process, ports, uris, files)
+    web_routes = routes if process.type == WEB else ()
+    containers = _containers(app, facts, process, ports, uris, files, routed=bool(web_routes))
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # CF apps get no docker-link variables
@@ -183,7 +203,13 @@ def deployment(
             # S15: new instances come up healthy before old ones go, one at a time (CF's max_in_flight 1).
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": names.labels(app, process.type), "annotations": template_annotations},
+                "metadata": {
+                    "labels": {
+                        **names.labels(app, process.type),
+                        **{names.route_label(r.host, r.path): "true" for r in web_routes},
+                    },
+                    "annotations": template_annotations,
+                },
                 "spec": pod_spec,
             },
         },
@@ -200,6 +226,25 @@ def service(app: App, ports: Ports) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": names.selector(app, WEB),
             "ports": [{"name": "http", "port": ports.routed, "targetPort": ports.routed, "protocol": "TCP"}],
+        },
+    }
+
+
+def route_service(app: App, route: Route, ports: Ports) -> dict[str, Any]:
+    """S19 blue-green: the App's Service for one route selects the web instances of every App in the namespace that
+    routes it (their route label), on their routed port by name. The App owns it alone (S17); the Services of the
+    other Apps on the route select the same instances, so whichever App's Ingress or HTTPRoute the ingress
+    controller or gateway honours, the traffic spreads over all of them, as CF spreads a route's traffic over every
+    app mapped to it."""
+    annotations = {names.ROUTE_ANNOTATION: f"{route.host}{route.path}"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(app, names.route_service_name(app, route.host, route.path), WEB, annotations),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {names.route_label(route.host, route.path): "true"},
+            "ports": [{"name": "http", "port": ports.routed, "targetPort": names.ROUTED_PORT_NAME, "protocol": "TCP"}],
         },
     }
 
@@ -260,14 +305,28 @@ def app_routes(app: App, settings: Settings) -> CfRoutes:
         raise RenderError(Reason.INVALID_SPEC, str(error)) from None
 
 
-def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
-    """S11: routes to the web Service, as the admin enabled (Ingress or Gateway API HTTPRoute). Routing objects
-    carry the cluster admin's annotations only: annotations configure the ingress controller or gateway (snippets,
-    auth URLs), which is the admin's to do, never an App author's (S19)."""
-    routes = app_routes(app, settings).routes
-    if not routes or settings.routing is Routing.NONE:
+def routed_routes(app: App, settings: Settings) -> tuple[Route, ...]:
+    """The App's routes that become routing objects: none when the admin enabled no routing; one per host and
+    path (a route listed twice, or with another port or case, is routed once)."""
+    if settings.routing is Routing.NONE:
+        return ()
+    unique: dict[tuple[str, str], Route] = {}
+    for route in app_routes(app, settings).routes:
+        unique.setdefault((route.host, route.path), route)
+    return tuple(unique.values())
+
+
+def routing(app: App, routes: tuple[Route, ...], ports: Ports, settings: Settings) -> list[dict[str, Any]]:
+    """S11: routes to the App's route Services (route_service), as the admin enabled (Ingress or Gateway API
+    HTTPRoute): one Service per route. Routing objects carry the cluster admin's annotations only: annotations
+    configure the ingress controller or gateway (snippets, auth URLs), which is the admin's to do, never an App
+    author's (S19). `routes`: routed_routes."""
+    if not routes:
         return []
-    backend = {"name": names.service_name(app), "port": ports.routed}
+
+    def backend(route: Route) -> str:
+        return names.route_service_name(app, route.host, route.path)
+
     if settings.routing is Routing.INGRESS:
         spec: dict[str, Any] = {
             "rules": [
@@ -278,7 +337,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
                             {
                                 "path": route.path,
                                 "pathType": "Prefix",
-                                "backend": {"service": {"name": backend["name"], "port": {"number": ports.routed}}},
+                                "backend": {"service": {"name": backend(route), "port": {"number": ports.routed}}},
                             }
                         ]
                     },
@@ -313,7 +372,7 @@ def routing(app: App, ports: Ports, settings: Settings) -> list[dict[str, Any]]:
                 "rules": [
                     {
                         "matches": [{"path": {"type": "PathPrefix", "value": route.path}}],
-                        "backendRefs": [backend],
+                        "backendRefs": [{"name": backend(route), "port": ports.routed}],
                     }
                     for route in routes
                     if route.host == host
@@ -425,6 +484,7 @@ def render(
     run_as = decide_user(facts, settings)
     processes = plan(app, settings)
     uris = [route.route for route in app_routes(app, settings).routes]
+    routes = routed_routes(app, settings)
     objects: list[dict[str, Any]] = []
     pull_secrets = [ref.name for ref in app.spec.image_pull_secrets]
     if app.spec.username and registry_password is not None:
@@ -435,11 +495,14 @@ def render(
     if files:
         objects.append(services_secret(app, credentials, files))
     objects.extend(
-        deployment(app, facts, process, ports, run_as, uris, pull_secrets, files, restaged) for process in processes
+        deployment(app, facts, process, ports, run_as, uris, pull_secrets, files, restaged, routes)
+        for process in processes
     )
     objects.append(service(app, ports))
     if route_conflict is None:
-        objects.extend(routing(app, ports, settings))
+        # The pods keep their route labels under a conflict (no restart when the owner goes); nothing routes to them.
+        objects.extend(route_service(app, route, ports) for route in routes)
+        objects.extend(routing(app, routes, ports, settings))
     warnings = manifest_warnings(app, facts, settings, credentials, now)
     return Rendered(
         objects=objects,
