@@ -38,11 +38,16 @@ GATEWAY_API_CRDS = ("gatewayclasses", "gateways", "httproutes")
 
 def locate_binaries() -> Path:
     """`$WHARF_BIN_DIR`, else the directory build-binaries.sh prints on its last line (building if needed)."""
-    if os.environ.get("WHARF_BIN_DIR"):
-        return Path(os.environ["WHARF_BIN_DIR"])
-    out = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    return locate_built(BUILD_SCRIPT, "WHARF_BIN_DIR")
+
+
+def locate_built(script: Path, variable: str) -> Path:
+    """`$variable`, else the directory the build `script` prints on its last line (building if needed)."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"build-binaries.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        raise RuntimeError(f"{script.name} failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return Path(out.stdout.strip().splitlines()[-1])
 
 

@@ -46,7 +46,7 @@ import yaml
 
 from harness.certs import CA
 from harness.controlplane import ControlPlane, Proc, terminate_groups
-from harness.fixtures_cluster import Cluster, locate_binaries
+from harness.fixtures_cluster import Cluster, locate_binaries, locate_built
 from harness.fixtures_operator import ROOT, Operator, _start, _stop
 from harness.git_server import GitRepo, GitServer
 from harness.images import STANDARD_IMAGES, push_image
@@ -62,16 +62,6 @@ BUILD_FLUX = ROOT / "scripts" / "build-flux.sh"
 IMAGE = "docker.io/nginxinc/nginx-unprivileged:1.27"  # the image deploy/gitops/apps/hello.yaml names
 NAMESPACE = "default"  # the Kustomization's targetNamespace
 FLUX_NS = "flux-system"
-
-
-def locate_flux() -> Path:
-    """`$FLUX_BIN_DIR`, else the directory scripts/build-flux.sh prints on its last line (building if needed)."""
-    if os.environ.get("FLUX_BIN_DIR"):
-        return Path(os.environ["FLUX_BIN_DIR"])
-    out = subprocess.run(["bash", str(BUILD_FLUX)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"build-flux.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def say(message: str) -> None:
@@ -221,7 +211,7 @@ def commit_image(repo: GitRepo, flux: Flux, operator: Operator, image: str, mess
 
 def trial(workdir: Path) -> None:
     bin_dir = locate_binaries()
-    flux_bin = locate_flux()
+    flux_bin = locate_built(BUILD_FLUX, "FLUX_BIN_DIR")  # scripts/build-flux.sh
     say(f"binaries: {bin_dir}; Flux: {flux_bin}")
     control_plane = ControlPlane(workdir / "cluster", bin_dir)
     ca = CA(workdir / "ca")
