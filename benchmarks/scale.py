@@ -59,13 +59,13 @@ from harness.polling import poll  # noqa: E402
 from harness.pull_agent import PullAgent  # noqa: E402
 from harness.registry import RegistryServer  # noqa: E402
 from wharf.api.app import App  # noqa: E402
-from wharf.config import Settings  # noqa: E402
+from wharf.config import SHARD_LABEL, Settings  # noqa: E402
 from wharf.registry import RegistryClient  # noqa: E402
 from wharf.render import render  # noqa: E402
 
 OPERATOR_USER = "wharf-bench-operator"
 RAW_USER = "wharf-bench-raw"
-SHARD_LABEL = "wharf.dev/shard"
+
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "performance.md"
 IMAGE = images.ImageSpec(exposed_ports=["8080/tcp"], user="1001", cmd=["/app/server"])

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The label that slices Apps between shards (the chart's `sharding.shards`). wharf copies it from an App onto
+# everything it renders for that App, so a shard's selector narrows its watches of pods, Deployments and Services too.
+SHARD_LABEL = "wharf.dev/shard"
+_REQUIREMENTS = re.compile(r",(?![^()]*\))")  # the commas between requirements, not those inside `in (a,b)`
+_KEY = re.compile(r"\s*!?\s*([A-Za-z0-9][A-Za-z0-9._/-]*)")
 
 
 class RootUserPolicy(StrEnum):
@@ -70,6 +77,14 @@ class Settings(BaseModel):
     metrics_port: int = 9090
     log_level: str = "INFO"
     log_format: str = "plain"
+
+    @property
+    def owned_selector(self) -> str:
+        """The part of `app_selector` that also selects the objects the served Apps own: all of it when it names
+        only SHARD_LABEL (the label wharf copies onto them), else nothing (every shard then watches every App's
+        objects, and keeps only its own Apps')."""
+        keys = {match.group(1) for req in _REQUIREMENTS.split(self.app_selector) if (match := _KEY.match(req))}
+        return self.app_selector if keys == {SHARD_LABEL} else ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

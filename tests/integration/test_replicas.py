@@ -163,8 +163,26 @@ def test_shards_serve_disjoint_slices_of_the_apps(
     shard_a.wait_for("shard a to count its two Apps Ready", lambda: shard_a.metric("wharf_apps", ready="True") == 2)
     assert shard_b.metric("wharf_apps") == 1
     assert shard_b.metric("wharf_apps", ready="True") == 1
+    # What an App owns carries its shard label, so each shard's watches of pods, Deployments and Services are sent
+    # only its slice (b saw app-b's pods through its narrowed pod watch: app-b is Ready).
+    assert _shards_of(shard_b, "app-b", solo_namespace) == {"b"}
+    assert _shards_of(shard_a, "app-none", solo_namespace) == {""}
 
     # Relabelled to shard b, an App is b's: b serves it, a forgets it.
     shard_b.cluster.kubectl("label", "app", "app-none", "-n", solo_namespace, "wharf.dev/shard=b")
     shard_b.wait_for("shard b to take the relabelled App", lambda: shard_b.metric("wharf_apps", ready="True") == 2)
     shard_a.wait_for("shard a to forget the relabelled App", lambda: shard_a.metric("wharf_apps") == 1)
+    shard_b.wait_for(
+        "the relabelled App's objects to carry shard b",
+        lambda: _shards_of(shard_b, "app-none", solo_namespace) == {"b"},
+    )
+
+
+def _shards_of(operator: Operator, app: str, namespace: str) -> set[str]:
+    """The shard labels on the App's pods, Deployments and Services ("" where there is none)."""
+    out = operator.cluster.kubectl(
+        "get", "pods,deployments,services", "-n", namespace, "-l", f"wharf.dev/app={app}", "-o", "json"
+    )
+    items = json.loads(out.stdout)["items"]
+    assert {item["kind"] for item in items} >= {"Pod", "Deployment", "Service"}, items
+    return {item["metadata"].get("labels", {}).get("wharf.dev/shard", "") for item in items}

@@ -234,6 +234,9 @@ def test_app_from_resource_uses_metadata_and_manifest_name() -> None:
     assert (app.name, app.namespace, app.uid, app.generation) == ("shop", "team", "u", 7)
     assert app.app_name == "storefront"
     assert App.from_resource({**body, "spec": {"dockerImage": IMAGE}}).app_name == "shop"
+    assert app.shard == ""  # no shard label: the first shard's (its `notin` selector)
+    labelled = {**body, "metadata": {**body["metadata"], "labels": {"wharf.dev/shard": "b", "team": "x"}}}
+    assert App.from_resource(labelled).shard == "b"
 
 
 def test_route_host_and_path() -> None:

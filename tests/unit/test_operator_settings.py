@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import kopf
+import pytest
 from kopf._cogs.structs.references import Resource
 
 from wharf.api.app import GROUP, PLURAL, VERSION
@@ -36,11 +37,23 @@ def test_kopf_bookkeeping_stays_out_of_status_and_events_are_wharfs_own() -> Non
     assert settings.posting.enabled is False
 
 
-def test_a_shard_is_sent_only_the_apps_its_selector_matches() -> None:
-    # Sharding: each replica's App watch carries its selector; its pods and Deployments stream stays wharf's.
+@pytest.mark.parametrize("selector", ["wharf.dev/shard notin (b,c)", "wharf.dev/shard=b", "!wharf.dev/shard"])
+def test_a_shard_is_sent_only_its_own_apps_and_their_objects(selector: str) -> None:
+    # Sharding on the shard label: each replica's App watch carries its selector, and so do its watches of pods and
+    # Deployments (wharf copies the label onto what an App owns): a shard's caches hold only its slice.
     settings = kopf.OperatorSettings()
-    configure(settings, Settings.from_env({"WHARF_APP_SELECTOR": "wharf.dev/shard notin (b,c)"}))
-    assert _label_selector(settings, APPS) == "wharf.dev/shard notin (b,c)"
+    configure(settings, Settings.from_env({"WHARF_APP_SELECTOR": selector}))
+    assert _label_selector(settings, APPS) == selector
+    assert _label_selector(settings, PODS) == f"wharf.dev/app,{selector}"
+    assert _label_selector(settings, DEPLOYMENTS) == f"wharf.dev/app,{selector}"
+
+
+@pytest.mark.parametrize("selector", ["team=shop", "wharf.dev/shard=b,team=shop", "team in (a,b)"])
+def test_a_selector_on_other_labels_narrows_only_the_apps(selector: str) -> None:
+    # Labels wharf does not copy onto what an App owns cannot select those objects: every shard then watches them.
+    settings = kopf.OperatorSettings()
+    configure(settings, Settings.from_env({"WHARF_APP_SELECTOR": selector}))
+    assert _label_selector(settings, APPS) == selector
     assert _label_selector(settings, PODS) == "wharf.dev/app"
 
 

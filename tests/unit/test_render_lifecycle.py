@@ -105,6 +105,23 @@ def test_selector_matches_the_template_labels() -> None:
 
 
 @pytest.mark.parametrize("routing", list(Routing))
+def test_the_apps_shard_label_is_on_everything_it_owns_and_a_manifest_cannot_set_it(routing: Routing) -> None:
+    # Sharding: a shard watches pods, Deployments, Services and routing objects by the shard label (config.py).
+    settings = Settings(routing=routing, gateway_name="edge")
+    manifest = {**EVERYTHING, "metadata": {"labels": {"wharf.dev/shard": "other", "team": "a"}}}
+    sharded = make_app(manifest).model_copy(update={"shard": "b"})
+    rendered = render_ok(sharded, settings=settings)
+    for obj in rendered.objects:
+        assert obj["metadata"]["labels"]["wharf.dev/shard"] == "b", obj["kind"]
+    for obj in of_kind(rendered, "Deployment"):
+        assert obj["spec"]["template"]["metadata"]["labels"]["wharf.dev/shard"] == "b"
+        assert "wharf.dev/shard" not in obj["spec"]["selector"]["matchLabels"]  # moving shards keeps the selector
+    # An App without the label (the first shard's `notin`): no shard label at all, whatever the manifest says.
+    for obj in render_ok(make_app(manifest), settings=settings).objects:
+        assert "wharf.dev/shard" not in obj["metadata"].get("labels", {}), obj["kind"]
+
+
+@pytest.mark.parametrize("routing", list(Routing))
 def test_every_object_is_owned_by_the_app(routing: Routing) -> None:
     # S15: deleting the App deletes everything it created
     settings = Settings(routing=routing, gateway_name="edge")

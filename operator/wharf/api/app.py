@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from wharf.api.conditions import Condition
 from wharf.api.image import ImageFacts
 from wharf.api.manifest import Manifest
+from wharf.config import SHARD_LABEL
 
 GROUP = "wharf.dev"
 VERSION = "v1alpha1"
@@ -131,6 +132,7 @@ class App(BaseModel):
     namespace: str
     uid: str
     generation: int = 1
+    shard: str = ""  # its SHARD_LABEL, copied onto what it owns
     spec: AppSpec
 
     @classmethod
@@ -141,6 +143,7 @@ class App(BaseModel):
             namespace=meta.get("namespace", "default"),
             uid=meta.get("uid", ""),
             generation=meta.get("generation", 1),
+            shard=(meta.get("labels") or {}).get(SHARD_LABEL, ""),
             spec=AppSpec.model_validate(body.get("spec", {})),
         )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wharf.config import SHARD_LABEL
 from wharf.render.names import APP_LABEL, APPLIED_HASH_ANNOTATION, PROCESS_LABEL
 from wharf.render.ownership import drift
 from wharf.status.observe import DRIFT_KEY
@@ -64,7 +65,7 @@ def _meta(body: Mapping[str, Any]) -> dict[str, Any]:
         kept["deletionTimestamp"] = meta["deletionTimestamp"]
     if meta.get("uid"):
         kept["uid"] = meta["uid"]
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in (APP_LABEL, PROCESS_LABEL)}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in (APP_LABEL, PROCESS_LABEL, SHARD_LABEL)}
     if labels:
         kept["labels"] = labels
     applied = (meta.get("annotations") or {}).get(APPLIED_HASH_ANNOTATION)

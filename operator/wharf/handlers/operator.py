@@ -72,11 +72,14 @@ def configure(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.networking.error_backoffs = (1, 1, 2, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5)
     # The apiserver sends only wharf's objects; the handlers' `labels=` filters alone would have every pod and
     # Deployment of the cluster streamed to and decoded by the operator.
-    settings.watching.label_selectors["v1", "pods"] = APP_LABEL
-    settings.watching.label_selectors["apps", "v1", "deployments"] = APP_LABEL
-    settings.watching.label_selectors["v1", "services"] = APP_LABEL
-    settings.watching.label_selectors["networking.k8s.io", "v1", "ingresses"] = APP_LABEL
-    settings.watching.label_selectors["gateway.networking.k8s.io", "v1", "httproutes"] = APP_LABEL
+    # A shard (below) is sent only the objects of its own Apps too, when its selector is on the shard label that
+    # wharf copies onto them.
+    owned = ",".join(filter(None, [APP_LABEL, config.owned_selector]))
+    settings.watching.label_selectors["v1", "pods"] = owned
+    settings.watching.label_selectors["apps", "v1", "deployments"] = owned
+    settings.watching.label_selectors["v1", "services"] = owned
+    settings.watching.label_selectors["networking.k8s.io", "v1", "ingresses"] = owned
+    settings.watching.label_selectors["gateway.networking.k8s.io", "v1", "httproutes"] = owned
     # Sharding: this replica is sent only the Apps its selector matches (the other replicas serve the rest). An App
     # not in its cache is not its to reconcile; one relabelled away leaves the cache as if deleted.
     if config.app_selector:

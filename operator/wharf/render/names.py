@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 
 from wharf.api.app import App
+from wharf.config import SHARD_LABEL
 
 MANAGED_BY = "wharf"
 APP_LABEL = "wharf.dev/app"
@@ -97,6 +98,7 @@ def label_value(text: str) -> str:
 
 def labels(app: App, process_type: str | None = None) -> dict[str, str]:
     user = dict(app.spec.manifest.metadata.labels) if app.spec.manifest.metadata else {}
+    user.pop(SHARD_LABEL, None)  # the App's own shard, never the manifest's: a shard watches what it labels
     ours = {
         "app.kubernetes.io/name": label_value(app.app_name),
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -104,6 +106,8 @@ def labels(app: App, process_type: str | None = None) -> dict[str, str]:
     }
     if process_type is not None:
         ours[PROCESS_LABEL] = process_type
+    if app.shard:
+        ours[SHARD_LABEL] = app.shard
     # No `app.kubernetes.io/instance`: it is Argo CD's default tracking label, so an Argo CD Application named like
     # the App would count these objects as its own, show them OutOfSync and prune them.
     return {**user, **ours}  # ours win: selectors and ownership must not be overridden by manifest metadata
