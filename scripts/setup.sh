@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# The Go builds need neither the Debian packages nor the venv: on a cold machine they run while those install.
+mkdir -p .run
+bash tests/cluster/build-binaries.sh >.run/build-binaries.log 2>&1 &
+build=$!
+
 mapfile -t packages < <(cat tests/harness/apt-packages.txt deploy/apt-packages.txt | sed 's/#.*//' | awk 'NF' | sort -u)
 missing=()
 for package in "${packages[@]}"; do
@@ -27,5 +32,9 @@ fi
 .venv/bin/pip install -q --require-hashes -r requirements/dev.lock
 .venv/bin/pip install -q --no-deps --no-build-isolation -e .
 
-bash tests/cluster/build-binaries.sh >/dev/null
+if ! wait "$build"; then
+  tail -n 40 .run/build-binaries.log >&2
+  echo "building the control-plane binaries failed: .run/build-binaries.log" >&2
+  exit 1
+fi
 echo "setup done: binaries in $(bash tests/cluster/build-binaries.sh | tail -n 1)"
