@@ -5,11 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def app_resource(name: str, namespace: str, image: str, **manifest: Any) -> dict[str, Any]:
-    """An App running `image` with these CF manifest keys (as given, CF's own spelling)."""
+def app_resource(
+    name: str,
+    namespace: str,
+    image: str,
+    *,
+    labels: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+    **manifest: Any,
+) -> dict[str, Any]:
+    """An App running `image` with these CF manifest keys (as given, CF's own spelling); `labels` on the App,
+    `spec` for its other fields (dockerPasswordSecretRef, imagePullSecrets, ...)."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = labels
     return {
         "apiVersion": "wharf.dev/v1alpha1",
         "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": manifest},
+        "metadata": metadata,
+        "spec": {"dockerImage": image, **(spec or {}), "manifest": manifest},
     }

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
@@ -26,13 +27,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 APP_VERBS = ["get", "list", "watch", "create", "update", "patch"]
 
 
-def _app(name: str, namespace: str, image: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, **spec},
-    }
+def _app(name: str, namespace: str, image: str, manifest: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return app_resource(name, namespace, image, spec=spec, **(manifest or {}))
 
 
 def _grant(op: Operator, namespace: str, name: str, rules: list[dict[str, Any]], subject: dict[str, str]) -> None:

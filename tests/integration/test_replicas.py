@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from harness.apps import app_resource
 from harness.fixtures_cluster import Cluster
 from harness.fixtures_operator import ROOT, SOLO_NAMESPACES, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES
@@ -32,12 +33,7 @@ RESUMED = "Resuming operations after the pause"
 
 
 def _app(name: str, namespace: str, image: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {"dockerImage": image, "manifest": {"instances": 1, "memory": "64M"}},
-    }
+    return app_resource(name, namespace, image, labels=labels, instances=1, memory="64M")
 
 
 def _log(operator: Operator) -> str:
