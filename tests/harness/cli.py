@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,3 +51,33 @@ def run_wharf(
         timeout=timeout,
         check=False,
     )
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A `wharf` process stopped with Ctrl-C: its output before the signal, then the rest, and its exit code."""
+
+    seen: str
+    out: str
+    err: str
+    returncode: int
+
+
+def interrupt_when(
+    args: list[str], env: Mapping[str, str], done: Callable[[str], bool], timeout: float, exit_timeout: float
+) -> Interrupted:
+    """Run `args`, read its output until `done(output so far)` or `timeout` seconds, then send SIGINT (a user's
+    Ctrl-C) and wait up to `exit_timeout` for it to exit; killed if it does not."""
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while not done(seen) and time.monotonic() < deadline:
+            seen += process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=exit_timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return Interrupted(seen, out, err, process.returncode)

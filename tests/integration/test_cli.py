@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from harness.cli import cli_env, run_wharf, wharf_command
+from harness.cli import cli_env, interrupt_when, run_wharf, wharf_command
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import RUNNABLE_IMAGES, STANDARD_IMAGES, push_image
 from harness.node import RealNode
@@ -271,27 +271,16 @@ def test_ctrl_c_while_waiting_leaves_the_app_and_its_secret_whole(
     op = wharf_operator
     push_image(outage_registry, "cli/ctrlc", "v1", STANDARD_IMAGES["single-port"])
     outage_registry.stop()  # the push waits for the registry: Ctrl-C comes while it waits
-    process = subprocess.Popen(
+    stopped = interrupt_when(
         wharf_command("-n", app_ns, "push", "interrupted", "-o", f"{outage_registry.host}/cli/ctrlc:v1", "-m", "64M"),
-        env=cli_env(op.cluster.kubeconfig, {"CF_DOCKER_PASSWORD": "pw", "CF_STARTUP_TIMEOUT": "5"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cli_env(op.cluster.kubeconfig, {"CF_DOCKER_PASSWORD": "pw", "CF_STARTUP_TIMEOUT": "5"}),
+        lambda seen: "Waiting for app interrupted" in seen,
+        timeout=60,
+        exit_timeout=30,
     )
-    try:
-        assert process.stdout is not None
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "Waiting for app interrupted" not in seen and time.monotonic() < deadline:
-            seen += process.stdout.readline()
-        assert "Waiting for app interrupted" in seen, seen
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, out + err
-    assert "Interrupted." in err
+    assert "Waiting for app interrupted" in stopped.seen, stopped.seen
+    assert stopped.returncode == 130, stopped.out + stopped.err
+    assert "Interrupted." in stopped.err
     app = op.get("app", "interrupted", app_ns)
     assert app is not None
     assert app["spec"]["state"] == "STARTED"
@@ -556,25 +545,14 @@ def test_logs_tag_each_line_with_its_instance_from_a_real_node(
         assert any(
             f" [APP/PROC/WEB/{index}] OUT serving as 1001 on 8080" in line for line in recent.stdout.splitlines()
         ), recent.stdout
-    process = subprocess.Popen(
+    stopped = interrupt_when(
         wharf_command("-n", real_ns, "logs", "talker"),
-        env=cli_env(op.cluster.kubeconfig),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cli_env(op.cluster.kubeconfig),
+        lambda seen: "[APP/PROC/WEB/0]" in seen and "[APP/PROC/WEB/1]" in seen,
+        timeout=30,
+        exit_timeout=20,
     )
-    try:
-        assert process.stdout is not None
-        seen = ""
-        deadline = time.monotonic() + 30
-        while not ("[APP/PROC/WEB/0]" in seen and "[APP/PROC/WEB/1]" in seen) and time.monotonic() < deadline:
-            seen += process.stdout.readline()
-        assert "Retrieving logs for app talker" in seen
-        assert "[APP/PROC/WEB/0] OUT serving as 1001 on 8080" in seen, seen
-        assert "[APP/PROC/WEB/1] OUT serving as 1001 on 8080" in seen, seen
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130
+    assert "Retrieving logs for app talker" in stopped.seen
+    assert "[APP/PROC/WEB/0] OUT serving as 1001 on 8080" in stopped.seen, stopped.seen
+    assert "[APP/PROC/WEB/1] OUT serving as 1001 on 8080" in stopped.seen, stopped.seen
+    assert stopped.returncode == 130
