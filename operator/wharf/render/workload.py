@@ -305,13 +305,13 @@ def app_routes(app: App, settings: Settings) -> CfRoutes:
         raise RenderError(Reason.INVALID_SPEC, str(error)) from None
 
 
-def routed_routes(app: App, settings: Settings) -> tuple[Route, ...]:
-    """The App's routes that become routing objects: none when the admin enabled no routing; one per host and
-    path (a route listed twice, or with another port or case, is routed once)."""
+def routed_routes(cf: CfRoutes, settings: Settings) -> tuple[Route, ...]:
+    """The App's routes (app_routes) that become routing objects: none when the admin enabled no routing; one per
+    host and path (a route listed twice, or with another port or case, is routed once)."""
     if settings.routing is Routing.NONE:
         return ()
     unique: dict[tuple[str, str], Route] = {}
-    for route in app_routes(app, settings).routes:
+    for route in cf.routes:
         unique.setdefault((route.host, route.path), route)
     return tuple(unique.values())
 
@@ -419,9 +419,10 @@ def manifest_warnings(
     facts: ImageFacts,
     settings: Settings,
     credentials: Mapping[str, Mapping[str, str]],
+    routes: CfRoutes,
     now: datetime | None = None,
 ) -> list[ManifestWarning]:
-    """In a stable order: ignored keys (S2) first, as most pasted CF manifests have them."""
+    """In a stable order: ignored keys (S2) first, as most pasted CF manifests have them. `routes`: app_routes."""
     manifest = app.spec.manifest
     warnings = [
         ManifestWarning(Reason.IGNORED_KEYS, f"{key} is ignored for image apps") for key in manifest.ignored_keys()
@@ -450,7 +451,6 @@ def manifest_warnings(
         for b in manifest.bindings()
         if b.name not in credentials
     ]
-    routes = app_routes(app, settings)
     warnings += [ManifestWarning(Reason.NOT_ENFORCED, text) for text in routes.warnings]
     if routes.routes and settings.routing is Routing.NONE:
         warnings.append(
@@ -483,8 +483,9 @@ def render(
     ports = choose(app, facts)
     run_as = decide_user(facts, settings)
     processes = plan(app, settings)
-    uris = [route.route for route in app_routes(app, settings).routes]
-    routes = routed_routes(app, settings)
+    cf = app_routes(app, settings)  # parsed once: the env's URIs, the routing objects and the warnings read it
+    uris = [route.route for route in cf.routes]
+    routes = routed_routes(cf, settings)
     objects: list[dict[str, Any]] = []
     pull_secrets = [ref.name for ref in app.spec.image_pull_secrets]
     if app.spec.username and registry_password is not None:
@@ -503,7 +504,7 @@ def render(
         # The pods keep their route labels under a conflict (no restart when the owner goes); nothing routes to them.
         objects.extend(route_service(app, route, ports) for route in routes)
         objects.extend(routing(app, routes, ports, settings))
-    warnings = manifest_warnings(app, facts, settings, credentials, now)
+    warnings = manifest_warnings(app, facts, settings, credentials, cf, now)
     return Rendered(
         objects=objects,
         ports=ports,
