@@ -4,11 +4,12 @@ Not part of the test command (Argo CD takes minutes to build on a cold machine):
 findings docs/gitops.md reports. On the set-up of harness.gitops_trial (the project's real control plane, a real
 registry with the example App's image, a Git server holding this checkout's `deploy/`), it runs Argo CD v3.6.1
 (scripts/build-argocd.sh) as processes, as its Deployments would run them: Redis (Debian's redis-server),
-argocd-repo-server (plaintext gRPC; Helm from tests/cluster/build-binaries.sh and kustomize from
-scripts/build-argocd.sh on its PATH) and argocd-application-controller (namespace `argocd`, the control plane's
-kubeconfig). No argocd-server: it only serves the UI and API; the `default` AppProject it would create is applied
-here. The config is what docs/gitops.md tells users to apply: `argocd-cm` exactly as the doc shows it (the App
-health check), plus the `argocd-secret` and `argocd-rbac-cm` an install has. The operator image is built by
+argocd-repo-server (plaintext gRPC; Helm from tests/cluster/build-binaries.sh, kustomize and git-verify-wrapper.sh
+from scripts/build-argocd.sh on its PATH) and argocd-application-controller (namespace `argocd`, the control plane's
+kubeconfig, ARGOCD_FAKE_IN_CLUSTER for the in-cluster destination, each resource's health persisted in the
+Application's status so kubectl can read it). No argocd-server: it serves the UI and API; the `default` AppProject
+it would create is applied here. The config is an install's (the module's manifests/base/config) with the App
+health check added to argocd-cm as docs/gitops.md says, taken from the doc's snippet. The operator image is built by
 scripts/build-image.sh and pushed to the registry, so the chart's Deployment has an image its (kwok, fake) node can
 pull; the Apps are reconciled by the wharf operator run as a process, as in the Flux trial (a kwok pod runs nothing).
 
@@ -20,9 +21,10 @@ Steps, each outcome printed:
    Progressing, and Healthy once the registry is back and the App Ready;
 4. a commit with a tag that does not exist makes it Degraded (the App Stalled) while the instances keep running; a
    commit putting the image back makes it Healthy again;
-5. deleting the chart Application (with Argo CD's resources finalizer, what `argocd app delete` does) removes the
+5. `kubectl scale` of the App is left alone (ignoreDifferences), also when a commit changes something else in it;
+6. deleting the chart Application (with Argo CD's resources finalizer, what `argocd app delete` does) removes the
    operator and keeps the CRD and the Apps;
-6. deleting the Apps Application without the finalizer leaves the App; with it, the App is deleted.
+7. deleting the Apps Application without the finalizer leaves the App; with it, the App is deleted.
 Exit status 0 when every step held.
 """
 
@@ -43,7 +45,18 @@ import yaml
 
 from harness.fixtures_cluster import locate_binaries, locate_built
 from harness.fixtures_operator import ROOT
-from harness.gitops_trial import APP, NAMESPACE, Stage, TrialFailedError, apply_crds, describe, run_trial, say
+from harness.gitops_trial import (
+    APP,
+    APP_RESOURCE,
+    HELLO,
+    NAMESPACE,
+    Stage,
+    TrialFailedError,
+    apply_crds,
+    describe,
+    run_trial,
+    say,
+)
 from harness.polling import poll
 from harness.ports import free_port
 
@@ -111,10 +124,12 @@ class ArgoCD:
 
     def summary(self, name: str) -> str:
         status = self.status(name)
+        sync = status.get("sync") or {}
         operation = status.get("operationState") or {}
         conditions = "; ".join(f"{c.get('type')}: {c.get('message')}" for c in status.get("conditions", []))
         return (
-            f"sync {self.sync(name)} at {self.revision(name)[:12]}, health {self.health(name)}"
+            f"sync {sync.get('status')} at {str(sync.get('revision', ''))[:12]}, "
+            f"health {(status.get('health') or {}).get('status')}"
             + (f", last operation {operation.get('phase')}: {operation.get('message')}" if operation else "")
             + (f", conditions: {conditions}" if conditions else "")
         )
@@ -126,11 +141,20 @@ class ArgoCD:
             for r in self.status(name).get("resources", [])
         )
 
-    def seen(self, name: str) -> str:
-        """What `kubectl get application` shows, and the health message (which resource, when not Healthy)."""
-        health = self.status(name).get("health") or {}
-        return f"{self.sync(name)} {health.get('status', '')}" + (
-            f" ({health['message']})" if health.get("message") else ""
+    def seen(self, name: str, status: dict[str, Any] | None = None) -> str:
+        """What `kubectl get application` shows, the health message (which resources, when not Healthy) and each
+        such resource's own health message."""
+        status = self.status(name) if status is None else status
+        health = status.get("health") or {}
+        unhealthy = [
+            f"{r.get('kind')}/{r.get('name')}: {r['health'].get('status')} {r['health'].get('message')!r}"
+            for r in status.get("resources", [])
+            if r.get("health") and r["health"].get("status") != "Healthy"
+        ]
+        return (
+            f"{(status.get('sync') or {}).get('status')} {health.get('status', '')}"
+            + (f" ({health['message']})" if health.get("message") else "")
+            + (f" [{'; '.join(unhealthy)}]" if unhealthy else "")
         )
 
     def watch(self, name: str, until: str, what: str, revision: str = "", timeout: float = 300) -> str:
@@ -139,12 +163,15 @@ class ArgoCD:
         last = [""]
 
         def check() -> str | bool:
-            now = self.seen(name)
+            status = self.status(name)
+            now = self.seen(name, status)
             if now != last[0]:
                 say(f"  {name}: {now}")
                 last[0] = now
-            at = not revision or self.revision(name) == revision
-            return at and self.sync(name) == "Synced" and self.health(name) == until and self.summary(name)
+            sync = status.get("sync") or {}
+            at = not revision or sync.get("revision") == revision
+            healthy = (status.get("health") or {}).get("status") == until
+            return at and sync.get("status") == "Synced" and healthy and self.summary(name)
 
         return str(self.stage.expect(what, check, timeout=timeout))
 
@@ -261,6 +288,10 @@ def operator_image(stage: Stage) -> tuple[str, str]:
     return repository, built.stdout.strip().splitlines()[-1]
 
 
+def instances(stage: Stage) -> Any:
+    return ((stage.app() or {}).get("spec") or {}).get("manifest", {}).get("instances")
+
+
 def trial(stage: Stage) -> None:
     argocd_bin = locate_built(BUILD_ARGOCD, "ARGOCD_BIN_DIR")
     say(f"Argo CD: {argocd_bin}")
@@ -366,7 +397,33 @@ def trial(stage: Stage) -> None:
             raise TrialFailedError(f"the running instances did not keep running: {APP}-web has {available} available")
         say(f"step 4: {APP}-web has {available} instances available")
 
-    # Step 5: uninstall the operator through Argo CD.
+    # Step 5: instances left to `kubectl scale` (ignoreDifferences on /spec/manifest/instances), then a commit
+    # changing something else in the App.
+    cluster.kubectl("scale", APP_RESOURCE, APP, "-n", NAMESPACE, "--replicas=3")
+    stage.expect(f"{APP}-web to have 3 instances", lambda: stage.available_instances() == 3)
+    time.sleep(15)
+    argo.refresh("wharf-apps")
+    time.sleep(5)
+    say(
+        f"step 5: `kubectl scale --replicas=3`, 20 s and a refresh later: App instances {instances(stage)}, "
+        f"{APP}-web {stage.available_instances()} available; Apps Application {argo.seen('wharf-apps')}"
+    )
+    hello = stage.repo.work / HELLO
+    hello.write_text(hello.read_text().replace(f"  name: {APP}\n", f"  name: {APP}\n  labels:\n    team: web\n"))
+    sha = stage.repo.commit("hello: a label")
+    argo.refresh("wharf-apps")
+    argo.watch("wharf-apps", "Healthy", f"the Apps Application to be Healthy at {sha}", revision=sha)
+    stage.expect("the label", lambda: (stage.app() or {})["metadata"].get("labels", {}).get("team") == "web")
+    time.sleep(5)
+    say(
+        f"step 5: commit {sha[:12]} (a label on the App) synced: App instances {instances(stage)}, "
+        f"{APP}-web {stage.available_instances()} available; Apps Application {argo.seen('wharf-apps')}"
+    )
+    if instances(stage) != 3:
+        raise TrialFailedError("the sync of another change put the instances in git back")
+
+    running = stage.available_instances()
+    # Step 6: uninstall the operator through Argo CD.
     cluster.kubectl(
         "patch",
         "application",
@@ -383,17 +440,17 @@ def trial(stage: Stage) -> None:
     )
     kept = stage.get("crd", "apps.wharf.dev", None)
     say(
-        f"step 5: chart Application deleted with {FINALIZER}: Deployment wharf-system/wharf gone, "
+        f"step 6: chart Application deleted with {FINALIZER}: Deployment wharf-system/wharf gone, "
         f"CRD apps.wharf.dev {'kept' if kept else 'DELETED'}, App {'kept' if stage.app() else 'DELETED'}, "
         f"{APP}-web {stage.available_instances()} available"
     )
-    if kept is None or stage.app() is None or stage.available_instances() != 2:
+    if kept is None or stage.app() is None or stage.available_instances() != running:
         raise TrialFailedError("uninstalling the operator took the CRD, the App or its instances with it")
 
-    # Step 6: deleting the Apps Application, without and with the finalizer.
+    # Step 7: deleting the Apps Application, without and with the finalizer.
     cluster.kubectl("delete", "application", "wharf-apps", "-n", ARGOCD_NS, "--wait=true", timeout=180)
     time.sleep(10)
-    say(f"step 6: Apps Application deleted without {FINALIZER}: App {'kept' if stage.app() else 'DELETED'}")
+    say(f"step 7: Apps Application deleted without {FINALIZER}: App {'kept' if stage.app() else 'DELETED'}")
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(application("apps", stage)))
     stage.expect(
         "the Apps Application to be Healthy again",
@@ -412,7 +469,7 @@ def trial(stage: Stage) -> None:
     cluster.kubectl("delete", "application", "wharf-apps", "-n", ARGOCD_NS, "--wait=true", timeout=180)
     stage.expect("the App to be deleted", lambda: stage.app() is None)
     stage.expect(f"{APP}-web to be garbage-collected", lambda: stage.get("deployment", f"{APP}-web") is None)
-    say(f"step 6: with {FINALIZER}: the App was deleted and, through owner references, its Deployment")
+    say(f"step 7: with {FINALIZER}: the App was deleted and, through owner references, its Deployment")
 
 
 def main(argv: list[str] | None = None) -> int:

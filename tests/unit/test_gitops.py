@@ -2,10 +2,10 @@
 available offline: `kubectl kustomize` builds the Apps folder into Apps the operator accepts, and `helm template`
 renders the chart with exactly the values the Argo CD Application and the Flux HelmRelease pass (values.schema.json
 rejects a wrong key). Argo CD and Flux themselves are not run here: Flux's source-controller and
-kustomize-controller run the Flux files in scripts/try-flux.sh (by hand, not in the test command: building them
-takes many minutes), Argo CD cannot be built offline (docs/gitops.md). Their health checks are tested:
-tests/unit/test_argocd_health.py runs the Lua script on lua5.4 and on Argo CD's gopher-lua, and the Flux
-Kustomization's health check names the Apps the folder holds.
+kustomize-controller run the Flux files in scripts/try-flux.sh, Argo CD's repo-server and application-controller
+the Argo CD files in scripts/try-argocd.sh (by hand, not in the test command: building them takes many minutes).
+Their health checks are tested: tests/unit/test_argocd_health.py runs the Lua script on lua5.4 and on Argo CD's
+gopher-lua, and the Flux Kustomization's health check names the Apps the folder holds.
 """
 
 from __future__ import annotations
@@ -81,8 +81,13 @@ def test_argocd_application_for_the_apps() -> None:
     assert (ROOT / app["spec"]["source"]["path"]) == GITOPS / "apps"
     # A first sync of the operator and the Apps together must not fail its dry run on the missing CRD.
     assert "SkipDryRunOnMissingResource=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    # ... and its apply fails until the CRD is there: automated sync must keep retrying longer than its default
+    # 5 tries (scripts/try-argocd.sh, step 1).
+    assert app["spec"]["syncPolicy"]["retry"]["limit"] > 5
     (ignored,) = app["spec"]["ignoreDifferences"]
     assert (ignored["group"], ignored["kind"]) == ("wharf.dev", KIND)
+    # Without it a sync of another change applies the instances in git as well (scripts/try-argocd.sh, step 5).
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
 
 
 def test_flux_helm_release_renders_and_upgrades_the_crds(tmp_path: Path) -> None:
