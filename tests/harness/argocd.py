@@ -36,7 +36,6 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,11 @@ from harness.gitops_trial import (
     APP_RESOURCE,
     HELLO,
     NAMESPACE,
+    VERSION,
     Stage,
     TrialFailedError,
     apply_crds,
+    build_operator_image,
     describe,
     run_trial,
     say,
@@ -63,8 +64,6 @@ from harness.ports import free_port
 ARGOCD_DIR = ROOT / "deploy" / "gitops" / "argocd"
 DOC = ROOT / "docs" / "gitops.md"
 BUILD_ARGOCD = ROOT / "scripts" / "build-argocd.sh"
-BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 ARGOCD_NS = "argocd"
 FINALIZER = "resources-finalizer.argocd.argoproj.io"  # `argocd app delete` (cascade) sets it before deleting
 
@@ -273,21 +272,6 @@ def start_argocd(stage: Stage, argocd_bin: Path, wharf_bin: Path) -> ArgoCD:
     return ArgoCD(stage)
 
 
-def operator_image(stage: Stage) -> tuple[str, str]:
-    """operator/Dockerfile built by scripts/build-image.sh (cached) and pushed to the registry: (repository, digest)."""
-    repository = f"{stage.registry.host}/wharf"
-    built = subprocess.run(
-        ["bash", str(BUILD_IMAGE), "--push", f"docker://{repository}:{VERSION}", "--dest-tls-verify=false"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if built.returncode != 0:
-        raise TrialFailedError(f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
-    return repository, built.stdout.strip().splitlines()[-1]
-
-
 def instances(stage: Stage) -> Any:
     return ((stage.app() or {}).get("spec") or {}).get("manifest", {}).get("instances")
 
@@ -295,7 +279,7 @@ def instances(stage: Stage) -> Any:
 def trial(stage: Stage) -> None:
     argocd_bin = locate_built(BUILD_ARGOCD, "ARGOCD_BIN_DIR")
     say(f"Argo CD: {argocd_bin}")
-    repository, digest = operator_image(stage)
+    repository, digest = f"{stage.registry.host}/wharf", build_operator_image(stage.registry)
     say(f"operator image {repository}:{VERSION}@{digest} (scripts/build-image.sh)")
     argo = start_argocd(stage, argocd_bin, locate_binaries())
     say("redis-server, argocd-repo-server and argocd-application-controller run")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ APP = "hello"  # the App deploy/gitops/apps holds
 NAMESPACE = "default"  # where both tools put it (Kustomization targetNamespace, Application destination)
 APP_RESOURCE = "apps.wharf.dev"  # not `app`: Argo CD's Application CRD takes the short names app and apps
 HELLO = Path("deploy") / "gitops" / "apps" / "hello.yaml"
+BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def say(message: str) -> None:
@@ -51,6 +55,24 @@ class TrialFailedError(AssertionError):
 
 def describe(condition: Mapping[str, Any]) -> str:
     return f"{condition.get('status')} {condition.get('reason')}: {condition.get('message')}"
+
+
+def build_operator_image(registry: RegistryServer) -> str:
+    """operator/Dockerfile built by scripts/build-image.sh (cached) and pushed to `registry` as wharf:VERSION;
+    returns its digest."""
+    built = subprocess.run(
+        ["bash", str(BUILD_IMAGE), "--push", f"docker://{registry.host}/wharf:{VERSION}", "--dest-tls-verify=false"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if built.returncode != 0:
+        raise TrialFailedError(f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
+    digest = built.stdout.strip().splitlines()[-1]
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        raise TrialFailedError(f"scripts/build-image.sh printed no digest:\n{built.stdout[-2000:]}")
+    return digest
 
 
 def apply_crds(cluster: Cluster, folder: Path, *names: str) -> None:
