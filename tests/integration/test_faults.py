@@ -40,6 +40,17 @@ def _ready(op: Operator, name: str, namespace: str) -> bool:
     return op.condition(name, namespace).get("status") == "True"
 
 
+def _served(op: Operator, name: str, namespace: str) -> bool:
+    """The operator has reconciled the App's current spec: its status is of this generation and its Deployment
+    exists (what the operator does, before any other controller has to act)."""
+    app = op.get("app", name, namespace) or {}
+    observed = (app.get("status") or {}).get("observedGeneration")
+    generation = app.get("metadata", {}).get("generation")
+    return (
+        observed is not None and observed == generation and op.get("deployment", f"{name}-web", namespace) is not None
+    )
+
+
 def _items(op: Operator, kind: str, namespace: str, selector: str = "wharf.dev/app") -> list[dict[str, Any]]:
     out = op.cluster.kubectl("get", kind, "-n", namespace, "-l", selector, "-o", "json")
     items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
@@ -80,15 +91,18 @@ def test_apps_in_namespaces_created_right_after_an_apiserver_restart_are_reconci
                 op.apply(_app("after-restart", namespace, image, instances=0))  # the operator's part, not pods
             finally:
                 os.kill(pid, signal.SIGCONT)
+            # Served: the operator wrote its Deployment and a status for this generation. Not Ready, which waits
+            # on the kube-controller-manager's Deployment status: after five restarts in a row its informers may
+            # sit in their back-off (RBAC is refused for a while on each new apiserver) longer than this wait.
             op.wait_for(
-                f"round {round_}: the App in {namespace} Ready",
-                lambda ns=namespace: _ready(op, "after-restart", ns),
+                f"round {round_}: the App in {namespace} served",
+                lambda ns=namespace: _served(op, "after-restart", ns),
                 timeout=90,
             )
         assert op.process.pid == pid
         assert op.process.poll() is None
-        for namespace in created:  # all still served after the later restarts
-            assert _ready(op, "after-restart", namespace), op.condition("after-restart", namespace)
+        for namespace in created:  # all Ready once the control plane has settled
+            op.wait_for(f"the App in {namespace} Ready", lambda ns=namespace: _ready(op, "after-restart", ns), 120)
     finally:
         for namespace in created:
             cluster.delete_namespace(namespace)
