@@ -43,10 +43,10 @@ if [ ! -x "$bin/argocd" ] || [ ! -f "$bin/crds/application-crd.yaml" ] || [ ! -x
     work=""
     mv "$bin/argocd.tmp" "$bin/argocd"
   fi
-  cp "$src"/manifests/crds/*-crd.yaml "$bin/crds/"
+  install -m 0644 "$src"/manifests/crds/*-crd.yaml "$bin/crds/"
   # The ConfigMaps and Secret an install starts with (argocd-cm carries the default ignoreResourceUpdates).
   for config in argocd-cm argocd-cmd-params-cm argocd-rbac-cm argocd-secret; do
-    cp "$src/manifests/base/config/$config.yaml" "$bin/config/"
+    install -m 0644 "$src/manifests/base/config/$config.yaml" "$bin/config/"
   done
   # The repo-server runs these (its image puts them in /usr/local/bin): git-verify-wrapper.sh for every manifest
   # generation from git (v3.6.1 calls it even with GnuPG verification disabled), gpg-wrapper.sh for GnuPG.

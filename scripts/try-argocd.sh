@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if ! command -v redis-server >/dev/null; then
-  # Argo CD's cache; only this trial needs it, so it is not in tests/harness/apt-packages.txt.
-  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get install -y --no-install-recommends redis-server
+  # Argo CD's cache; only this trial needs it, so it is not in tests/harness/apt-packages.txt (nor in CI).
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -q
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -q --no-install-recommends redis-server
 fi
 export WHARF_BIN_DIR="$(bash tests/cluster/build-binaries.sh | tail -n 1)"
 export ARGOCD_BIN_DIR="$(bash scripts/build-argocd.sh | tail -n 1)"
