@@ -18,20 +18,25 @@ and checks what the docs promise:
    artifact) and installs it: the App CRD comes from the chart's crds/ (there was none before), the operator
    Deployment names the image given and goes Available (its pod is on a kwok node: the pull agent marks it Running
    once the registry serves that digest; nothing runs there);
-4. the operator that reconciles is that pod's container run for real from the image by runc (harness.pod_run: the
-   pod's own command, args and env, a token of the release's ServiceAccount bound to the pod; its ports moved to
-   free loopback ports); the Kustomization is retried by itself after retryInterval once the CRD is there, creates
-   the App, and while the App cannot be Ready (the registry is down: Reconciling=True) its health check waits,
-   Ready=Unknown; once the registry is back and the App Ready, the Kustomization is Ready=True;
+4. the Kustomization is retried by itself after retryInterval once the CRD is there and creates the App; the
+   operator is started only then (as when its pod is still pulling the image), so the health check first meets an
+   App without status. The operator that reconciles is that pod's container run for real from the image by runc
+   (harness.pod_run: the pod's own command, args and env, a token of the release's ServiceAccount bound to the
+   pod; its ports moved to free loopback ports); while the App cannot be Ready (the registry is down:
+   Reconciling=True) the health check waits, Ready=Unknown; once the registry is back and the App Ready, the
+   Kustomization is Ready=True;
 5. a commit pointing the App at an image that does not exist fails the health check (the App turns Stalled=True,
    which kstatus calls Failed) while the App's instances keep running; a commit putting the image back heals it;
 6. the same two commits with the healthCheckExprs of docs/gitops.md added to the Kustomization;
-7. upgrade: a commit changing a default in the chart's values.yaml, then a change of the HelmRelease's values:
-   what helm-controller makes of each (chart rebuilt or not, release revision), the operator pod replaced (its
-   container restarted from the new pod), the Apps and their pods untouched;
+7. upgrade: a commit changing a default in the chart's values.yaml (not installed: reconcileStrategy ChartVersion
+   waits for a new chart version), a commit bumping Chart.yaml's version (installed), then a change of the
+   HelmRelease's values (installed): the release's revisions, the operator pod replaced each time (its container
+   restarted from the new pod, with the new settings), the Apps and their pods untouched;
 8. uninstall: deleting the HelmRelease uninstalls the release (the operator Deployment goes; its container is
    stopped, as the kubelet would stop it), the App CRD stays, and the App's instances keep running;
-9. deleting the Kustomization (prune: true) deletes the App, and with it what wharf made for it.
+9. deleting the Kustomization (prune: true) deletes the App, and with it what wharf made for it;
+10. the Kustomization again, with the healthCheckExprs of docs/gitops.md and a 30 s timeout, while no operator runs:
+    what those expressions make of an App without status.
 
 The one change to the App in git: its image's registry host is the local registry's (same repository and tag).
 Exit status 0 when every step held; each step's outcome is printed.
@@ -79,6 +84,7 @@ DOC = ROOT / "docs" / "gitops.md"
 BUILD_FLUX = ROOT / "scripts" / "build-flux.sh"
 BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
 CHART_VALUES = ROOT / "deploy" / "helm" / "wharf" / "values.yaml"
+CHART_YAML = ROOT / "deploy" / "helm" / "wharf" / "Chart.yaml"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = "docker.io/nginxinc/nginx-unprivileged:1.27"  # the image deploy/gitops/apps/hello.yaml names
 NAMESPACE = "default"  # the Kustomization's targetNamespace
@@ -191,6 +197,41 @@ def expect(what: str, predicate: Callable[[], Any], flux: Flux, operator: Operat
     return last
 
 
+def app_object(cluster: Cluster) -> dict[str, Any] | None:
+    out = cluster.kubectl("get", "app", "hello", "-n", NAMESPACE, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def health_after(flux: Flux, created: float, timeout: float = 60) -> dict[str, Any]:
+    """The Kustomization's Ready condition once a reconcile that began after `created` (an App's creation) has
+    finished (True or False); its Ready=Unknown condition if it is still waiting after `timeout` seconds."""
+
+    def finished() -> dict[str, Any] | None:
+        flux.check_alive()
+        ready = flux.ready("kustomization", "wharf-apps")
+        done = ready.get("status") in ("True", "False") and stamp(ready["lastTransitionTime"]) >= created
+        return ready if done else None
+
+    return poll(finished, timeout, 1.0) or flux.ready("kustomization", "wharf-apps")
+
+
+def patch_kustomization(flux: Flux, spec: dict[str, Any]) -> int:
+    """Merge `spec` into the Kustomization's spec (None removes a field); return its new generation."""
+    out = flux.cluster.kubectl(
+        "patch",
+        "kustomization",
+        "wharf-apps",
+        "-n",
+        FLUX_NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": spec}),
+        "-o",
+        "json",
+    )
+    return int(json.loads(out.stdout)["metadata"]["generation"])
+
+
 def app_conditions(operator: Operator) -> dict[str, dict[str, Any]]:
     app = operator.get("app", "hello", NAMESPACE) or {}
     return {c["type"]: c for c in (app.get("status") or {}).get("conditions", [])}
@@ -291,8 +332,13 @@ class Release:
         return dict(self.flux.get("helmrelease", self.name).get("status") or {})
 
     def history(self) -> list[dict[str, Any]]:
-        """Helm's release revisions as the HelmRelease records them, newest first."""
+        """Helm's release revisions as the HelmRelease records them, newest first (the last few only)."""
         return list(self.status().get("history") or [])
+
+    def revision(self) -> int:
+        """The release's newest Helm revision (0 before the install)."""
+        history = self.history()
+        return int(history[0]["version"]) if history else 0
 
     def chart(self) -> dict[str, Any]:
         """The HelmChart helm-controller made for the release (status.helmChart: NAMESPACE/NAME)."""
@@ -523,19 +569,12 @@ def trial(workdir: Path) -> None:
             "(the pull agent resolved that digest from the registry: nothing runs on a kwok node)"
         )
 
-        # Step 4: the operator pod's container run for real from the image; the health check waits while the App
-        # cannot be Ready.
+        # Step 4: the Kustomization creates the App before the operator runs (as when the operator's pod is still
+        # pulling its image): what its health check makes of an App without any status. Then the operator pod's
+        # container runs from the image, and the health check waits while the App cannot be Ready.
         registry.stop()
-        say("registry stopped: the App cannot resolve its image until it is back")
-        running, operator = start_operator(release, bundle, workdir, flux)
-        say(
-            f"step 4: the pod {running.name}'s container runs from the image by runc as uid "
-            f"{running.container.proc('status').split('Uid:')[1].split()[0]}, with the release's ServiceAccount "
-            f"token; {' '.join(running.argv)} (ports moved: {running.ports})"
-        )
-        app = expect(
-            "the Kustomization to create the App", lambda: operator.get("app", "hello", NAMESPACE), flux, operator
-        )
+        say("registry stopped: the App cannot resolve its image until it is back; the operator is not started yet")
+        app = expect("the Kustomization to create the App", lambda: app_object(cluster), flux, None)
         labels = app["metadata"].get("labels", {})
         created = stamp(app["metadata"]["creationTimestamp"])
         say(
@@ -545,18 +584,38 @@ def trial(workdir: Path) -> None:
             f"CRD, {created - stamp(no_crd['lastTransitionTime']):.0f} s after the failed attempt of step 2; no "
             "reconcile was requested"
         )
+        unseen = health_after(flux, created)
+        say(
+            f"step 4: the App has no status yet (status: {(app_object(cluster) or {}).get('status')}); the "
+            f"Kustomization's health check (kstatus) on it: Ready: {describe(unseen)}"
+        )
+
+        running, operator = start_operator(release, bundle, workdir, flux)
+        say(
+            f"step 4: the pod {running.name}'s container runs from the image by runc as uid "
+            f"{running.container.proc('status').split('Uid:')[1].split()[0]}, with the release's ServiceAccount "
+            f"token; {' '.join(running.argv)} (ports moved: {running.ports})"
+        )
+        expect(
+            "the App to be Reconciling",
+            lambda: app_conditions(operator).get("Reconciling", {}).get("status") == "True",
+            flux,
+            operator,
+        )
+        requested = float(int(time.time()))  # condition times have whole seconds
+        flux.request_reconcile("kustomization", "wharf-apps")
         waiting = expect(
             "the Kustomization to wait on the App's health",
             lambda: (
-                app_conditions(operator).get("Reconciling", {}).get("status") == "True"
-                and flux.ready("kustomization", "wharf-apps").get("status") == "Unknown"
-                and flux.ready("kustomization", "wharf-apps")
+                (ready := flux.ready("kustomization", "wharf-apps")).get("status") == "Unknown"
+                and stamp(ready["lastTransitionTime"]) >= requested
+                and ready
             ),
             flux,
             operator,
         )
         say(f"step 4: App Reconciling: {describe(app_conditions(operator)['Reconciling'])}")
-        say(f"step 4: Kustomization Ready: {describe(waiting)}")
+        say(f"step 4: after `flux reconcile kustomization` (annotation), Kustomization Ready: {describe(waiting)}")
         time.sleep(20)
         still = flux.ready("kustomization", "wharf-apps")
         if still.get("status") != "Unknown":
@@ -605,11 +664,7 @@ def trial(workdir: Path) -> None:
         say(f"step 5: after a commit putting the image back, Kustomization Ready: {describe(healed)}")
 
         # Step 6: the healthCheckExprs docs/gitops.md gives, evaluated by the controller on the same two states.
-        exprs = doc_health_check_exprs()
-        cluster.kubectl(
-            "patch", "kustomization", "wharf-apps", "-n", FLUX_NS, "--type=merge", "-p", json.dumps({"spec": exprs})
-        )
-        generation = flux.get("kustomization", "wharf-apps")["metadata"]["generation"]
+        generation = patch_kustomization(flux, doc_health_check_exprs())
         current = expect(
             "the Kustomization with healthCheckExprs to be Ready",
             lambda: (
@@ -692,6 +747,26 @@ def trial(workdir: Path) -> None:
             operator,
         )
         say("step 9: deleting the Kustomization deleted the App and, through owner references, its Deployment")
+
+        # Step 10: the docs' healthCheckExprs on an App no operator has reconciled (none runs now): apps.yaml with
+        # them and a 30 s timeout.
+        kustomization = yaml.safe_load((FLUX_DIR / "apps.yaml").read_text())
+        kustomization["spec"].update({**doc_health_check_exprs(), "timeout": "30s"})
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(kustomization))
+        app = expect("the Kustomization to create the App again", lambda: app_object(cluster), flux, None)
+        created = stamp(app["metadata"]["creationTimestamp"])
+        time.sleep(10)
+        pending = flux.ready("kustomization", "wharf-apps")
+        say(
+            f"step 10: with the docs' healthCheckExprs, 10 s after creating the App without status (no operator "
+            f"runs): Kustomization Ready: {describe(pending)}"
+        )
+        if pending.get("status") == "True":
+            raise TrialFailedError("the docs' healthCheckExprs passed an App without status")
+        timed_out = health_after(flux, created, timeout=120)
+        say(f"step 10: at the Kustomization's 30 s timeout: Ready: {describe(timed_out)}")
+        if timed_out.get("status") != "False":
+            raise TrialFailedError(f"the docs' healthCheckExprs did not fail the App without status: {timed_out}")
         say("every step held")
     finally:
         if flux is not None:
@@ -730,44 +805,54 @@ def replaced_pod(
 def upgrade_by_commit(
     repo: GitRepo, release: Release, running: RunningPod, operator: Operator, bundle: Path, workdir: Path
 ) -> tuple[RunningPod, Operator]:
-    """A commit changing operator.logLevel's default in the chart's values.yaml: with reconcileStrategy Revision the
-    chart is rebuilt at the new revision and the release upgraded; with ChartVersion (Flux's default) the chart
-    version did not change, so nothing is rebuilt or upgraded."""
+    """Two commits to the chart in git: operator.logLevel's default changed in values.yaml, which the
+    HelmRelease's reconcileStrategy ChartVersion does not install (the chart's version is the same), then Chart.yaml's
+    version bumped, which it does: a new chart artifact, a Helm upgrade, the operator pod replaced."""
     flux = release.flux
     strategy = release.spec["spec"]["chart"]["spec"].get("reconcileStrategy", "ChartVersion")
-    values_file = repo.work / CHART_VALUES.relative_to(ROOT)
-    text = values_file.read_text()
-    if "  logLevel: INFO\n" not in text:
-        raise TrialFailedError("deploy/helm/wharf/values.yaml has no `logLevel: INFO` to change")
-    values_file.write_text(text.replace("  logLevel: INFO\n", "  logLevel: DEBUG\n", 1))
-    sha = repo.commit("chart: operator.logLevel DEBUG by default")
-    flux.request_reconcile("gitrepository", "wharf")
-    expect(
-        f"the GitRepository at {sha}",
-        lambda: (
-            sha in ((flux.get("gitrepository", "wharf").get("status") or {}).get("artifact") or {}).get("revision", "")
-        ),
-        flux,
-        operator,
-    )
-    say(f"step 7: commit {sha[:12]} changes the chart's values.yaml (operator.logLevel: DEBUG); GitRepository at it")
-    revisions = len(release.history())
-    if strategy != "Revision":
-        time.sleep(60)  # source-controller watches the GitRepository's artifact: a rebuild would come within seconds
-        chart = release.chart()
-        if len(release.history()) != revisions:
-            raise TrialFailedError(f"the release was upgraded although reconcileStrategy is {strategy}")
-        say(
-            f"step 7: reconcileStrategy {strategy}: 60 s later the HelmChart's artifact is still revision "
-            f"{chart['status']['artifact']['revision']} (from source "
-            f"{chart['status'].get('observedSourceArtifactRevision')}), "
-            f"the release still at revision {release.history()[0]['version']}: the commit is not installed"
+    if strategy != "ChartVersion":
+        raise TrialFailedError(f"this step follows reconcileStrategy ChartVersion, wharf.yaml says {strategy}")
+
+    def commit(path: Path, old: str, new: str, message: str) -> str:
+        file = repo.work / path.relative_to(ROOT)
+        text = file.read_text()
+        if old not in text:
+            raise TrialFailedError(f"{path.relative_to(ROOT)} has no {old.strip()!r} to change")
+        file.write_text(text.replace(old, new, 1))
+        sha = repo.commit(message)
+        flux.request_reconcile("gitrepository", "wharf")
+        expect(
+            f"the GitRepository at {sha}",
+            lambda: (
+                sha
+                in ((flux.get("gitrepository", "wharf").get("status") or {}).get("artifact") or {}).get("revision", "")
+            ),
+            flux,
+            operator,
         )
-        return running, operator
+        return sha
+
+    revisions = release.revision()
+    sha = commit(CHART_VALUES, "  logLevel: INFO\n", "  logLevel: DEBUG\n", "chart: operator.logLevel DEBUG by default")
+    say(f"step 7: commit {sha[:12]} changes the chart's values.yaml (operator.logLevel: DEBUG); GitRepository at it")
+    time.sleep(60)  # source-controller watches the GitRepository's artifact: a rebuild would come within seconds
+    chart = release.chart()
+    if release.revision() != revisions:
+        raise TrialFailedError(f"the release was upgraded although reconcileStrategy is {strategy}")
+    say(
+        f"step 7: reconcileStrategy {strategy}: 60 s later the HelmChart's artifact is still revision "
+        f"{chart['status']['artifact']['revision']} (from source "
+        f"{chart['status'].get('observedSourceArtifactRevision')}), the release still at revision "
+        f"{release.history()[0]['version']}: the commit is not installed"
+    )
+    version = yaml.safe_load((ROOT / "deploy" / "helm" / "wharf" / "Chart.yaml").read_text())["version"]
+    major, minor, patch = version.split(".")
+    bumped = f"{major}.{minor}.{int(patch) + 1}"
+    sha = commit(CHART_YAML, f"version: {version}\n", f"version: {bumped}\n", f"chart: version {bumped}")
     upgraded = expect(
         "the release to be upgraded from the commit",
         lambda: (
-            len(release.history()) > revisions
+            release.revision() > revisions
             and flux.ready("helmrelease", release.name).get("status") == "True"
             and release.history()
         ),
@@ -777,9 +862,9 @@ def upgrade_by_commit(
     )
     chart = release.chart()
     say(
-        f"step 7: reconcileStrategy {strategy}: HelmChart artifact revision {chart['status']['artifact']['revision']}; "
-        f"release revision {upgraded[0]['version']} {upgraded[0]['status']} (chart "
-        f"{upgraded[0]['chartName']}@{upgraded[0]['chartVersion']}); HelmRelease Ready: "
+        f"step 7: commit {sha[:12]} bumps Chart.yaml's version to {bumped}: HelmChart artifact revision "
+        f"{chart['status']['artifact']['revision']}; release revision {upgraded[0]['version']} {upgraded[0]['status']} "
+        f"(chart {upgraded[0]['chartName']}@{upgraded[0]['chartVersion']}); HelmRelease Ready: "
         f"{describe(flux.ready('helmrelease', release.name))}"
     )
     running, operator = replaced_pod(release, running, operator, bundle, workdir, "step 7")
@@ -794,7 +879,7 @@ def upgrade_by_values(
     """The HelmRelease's values changed (what its Kustomization applies after a commit to the file holding it):
     operator.imageAgeWarningDays 0 -> 365."""
     flux = release.flux
-    revisions = len(release.history())
+    revisions = release.revision()
     patch = {"spec": {"values": {"operator": {"imageAgeWarningDays": 365}}}}
     release.cluster.kubectl(
         "patch", "helmrelease", release.name, "-n", FLUX_NS, "--type=merge", "-p", json.dumps(patch)
@@ -802,7 +887,7 @@ def upgrade_by_values(
     upgraded = expect(
         "the release to be upgraded with the new values",
         lambda: (
-            len(release.history()) > revisions
+            release.revision() > revisions
             and flux.ready("helmrelease", release.name).get("status") == "True"
             and release.history()
         ),
