@@ -102,11 +102,12 @@ def run(argv: list[str]) -> int:
         # httpx says every request at INFO: at scale, one line per request is most of the operator's log and CPU.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     import wharf.handlers.operator  # noqa: F401  (registers the handlers with kopf)
-    from wharf.handlers import indexing_gate, kind_gone, namespaces
+    from wharf.handlers import indexing_gate, kind_back, kind_gone, namespaces
 
     namespaces.install()  # new namespaces are served after an apiserver restart too (issue 11)
     indexing_gate.install()  # a namespace gone before its listing is done does not stop every handler
     kind_gone.install()  # a CRD deleted while watched ends its watches, not the operator
+    kind_back.install()  # and once created again, its kind is watched again
 
     watched = args.namespace or list(settings.namespaces)
     kopf.run(

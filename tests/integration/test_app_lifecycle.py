@@ -11,25 +11,12 @@ from typing import Any
 
 import pytest
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator, _stop
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import RegistryServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
-
-
-def app(name: str, image: str, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name},
-        "spec": {"dockerImage": image, "manifest": manifest},
-    }
-
-
-def in_ns(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
-    obj["metadata"]["namespace"] = namespace
-    return obj
 
 
 def ready(op: Operator, name: str, ns: str) -> bool:
@@ -43,9 +30,14 @@ def test_app_becomes_deployment_service_and_running_pods(
     digest = push_image(registry_plain, "e2e/multi", "v1", STANDARD_IMAGES["multi-port"])
     image = f"{registry_plain.host}/e2e/multi:v1"
     op.apply(
-        in_ns(
-            app("web", image, memory="256M", disk_quota="512M", command="./start --fast", buildpacks=["go_buildpack"]),
+        app_resource(
+            "web",
             app_ns,
+            image,
+            memory="256M",
+            disk_quota="512M",
+            command="./start --fast",
+            buildpacks=["go_buildpack"],
         )
     )
     op.wait_for("App Ready", lambda: ready(op, "web", app_ns))
@@ -105,11 +97,11 @@ def test_edit_scales_drift_is_corrected_and_delete_cascades(
     op = wharf_operator
     push_image(registry_plain, "e2e/single", "v1", STANDARD_IMAGES["single-port"])
     image = f"{registry_plain.host}/e2e/single:v1"
-    op.apply(in_ns(app("scaler", image, instances=1), app_ns))
+    op.apply(app_resource("scaler", app_ns, image, instances=1))
     op.wait_for("App Ready", lambda: ready(op, "scaler", app_ns))
 
     # Editing the App updates the Deployment (S15 scale).
-    op.apply(in_ns(app("scaler", image, instances=3), app_ns))
+    op.apply(app_resource("scaler", app_ns, image, instances=3))
     op.wait_for(
         "3 replicas", lambda: (op.get("deployment", "scaler-web", app_ns) or {}).get("spec", {}).get("replicas") == 3
     )
@@ -145,10 +137,10 @@ def test_fixing_a_missing_tag_is_picked_up_at_once(
     # a retry delay.
     op = wharf_operator
     push_image(registry_plain, "e2e/fixme", "v1", STANDARD_IMAGES["single-port"])
-    op.apply(in_ns(app("fixme", f"{registry_plain.host}/e2e/fixme:nope"), app_ns))
+    op.apply(app_resource("fixme", app_ns, f"{registry_plain.host}/e2e/fixme:nope"))
     op.wait_for("ImageNotFound", lambda: op.condition("fixme", app_ns).get("reason") == "ImageNotFound")
     assert op.get("deployment", "fixme-web", app_ns) is None  # nothing half-made
-    op.apply(in_ns(app("fixme", f"{registry_plain.host}/e2e/fixme:v1"), app_ns))
+    op.apply(app_resource("fixme", app_ns, f"{registry_plain.host}/e2e/fixme:v1"))
     op.wait_for("Ready after the fix", lambda: ready(op, "fixme", app_ns), timeout=20)
 
 
@@ -159,7 +151,7 @@ def test_apps_carry_no_finalizer_so_deletion_never_waits_for_the_operator(
     op, ns = solo_operator({})
     push_image(registry_plain, "e2e/final", "v1", STANDARD_IMAGES["single-port"])
     for name in ("kept", "gone"):
-        op.apply(in_ns(app(name, f"{registry_plain.host}/e2e/final:v1", memory="64M"), ns))
+        op.apply(app_resource(name, ns, f"{registry_plain.host}/e2e/final:v1", memory="64M"))
     for name in ("kept", "gone"):
         op.wait_for(f"{name} Ready", lambda name=name: ready(op, name, ns))
         assert not (op.get("app", name, ns) or {})["metadata"].get("finalizers")
@@ -188,7 +180,7 @@ def test_scale_subresource_has_the_web_selector_and_an_hpa_scales_the_app(
     push_image(registry_plain, "e2e/auto", "v1", STANDARD_IMAGES["single-port"])
     image = f"{registry_plain.host}/e2e/auto:v1"
     worker = {"type": "worker", "instances": 1, "command": "./work"}
-    op.apply(in_ns(app("auto", image, instances=1, processes=[worker]), app_ns))
+    op.apply(app_resource("auto", app_ns, image, instances=1, processes=[worker]))
     op.wait_for("App Ready", lambda: ready(op, "auto", app_ns))
 
     def scale() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, ImageSpec, push_image
 from harness.kubelet import Kubelet
@@ -30,12 +31,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def app(name: str, namespace: str, image: str, manifest: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, **spec, "manifest": manifest},
-    }
+    return app_resource(name, namespace, image, spec=spec, **manifest)
 
 
 def ready(op: Operator, name: str, ns: str, reason: str | None = None) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.apps import app_resource
 from harness.fixtures_operator import Operator, SoloOperator
 from harness.images import STANDARD_IMAGES, push_image
 from harness.registry import TEST_PASSWORD, TEST_USERNAME, RegistryServer
@@ -31,12 +32,7 @@ APP_LABEL = "wharf.dev/app"
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def app(name: str, namespace: str, image: str, spec: dict[str, Any] | None = None, **manifest: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, "manifest": manifest, **(spec or {})},
-    }
+    return app_resource(name, namespace, image, spec=spec, **manifest)
 
 
 def conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

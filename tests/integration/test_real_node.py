@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.apps import app_resource
 from harness.certs import CA
 from harness.fixtures_cluster import Cluster
 from harness.fixtures_operator import Operator
@@ -42,15 +43,6 @@ def images(registry_plain: RegistryServer) -> dict[str, str]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def app_body(name: str, namespace: str, image: str, spec: dict[str, Any] | None = None, **manifest: Any) -> Any:
-    return {
-        "apiVersion": "wharf.dev/v1alpha1",
-        "kind": "App",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"dockerImage": image, **(spec or {}), "manifest": manifest},
-    }
-
-
 def ready_condition(op: Operator, name: str, namespace: str) -> dict[str, Any]:
     return op.condition(name, namespace)
 
@@ -160,7 +152,7 @@ def test_app_answers_http_on_port_through_its_service(
     wharf_operator: Operator, real_node: RealNode, real_ns: str, images: dict[str, str]
 ) -> None:
     op = wharf_operator
-    op.apply(app_body("web", real_ns, images["web"], instances=2))
+    op.apply(app_resource("web", real_ns, images["web"], instances=2))
     app = wait_ready(op, "web", real_ns, real_node)
     assert app["status"]["port"] == 8080  # S6: the lowest EXPOSEd port
     url = service_url(op.cluster, real_ns, "web")
@@ -168,7 +160,7 @@ def test_app_answers_http_on_port_through_its_service(
     assert poll(answers(url), 20, 0.5), f"{url} never answered\n{real_node.logs(20)}"  # node -> ClusterIP
     assert http_get(url)[1] == "hello from a wharf test image\n"
     # from a pod of another App, through the Service's ClusterIP
-    op.apply(app_body("client", real_ns, images["shell"], **{"health-check-type": "process"}))
+    op.apply(app_resource("client", real_ns, images["shell"], **{"health-check-type": "process"}))
     wait_ready(op, "client", real_ns, real_node)
     (client,) = app_pods(op.cluster, real_ns, "client")
     assert exec_in(op.cluster, real_ns, client["metadata"]["name"], f"wget -q -O - {url}") == (
@@ -185,7 +177,7 @@ def test_command_expands_port_substitution_and_pid_as_sh_c_does(
 ) -> None:
     op = wharf_operator
     command = 'echo "port=$PORT sub=$(echo hi) pid=$$ kube=$(PORT)" > /tmp/start.txt; exec httpd -f -p "$PORT" -h /www'
-    op.apply(app_body("cmd", real_ns, images["web"], command=command))
+    op.apply(app_resource("cmd", real_ns, images["web"], command=command))
     wait_ready(op, "cmd", real_ns, real_node)
     (pod,) = app_pods(op.cluster, real_ns, "cmd")
     seen = exec_in(op.cluster, real_ns, pod["metadata"]["name"], "cat /tmp/start.txt").strip()
@@ -202,7 +194,7 @@ def test_root_or_named_user_runs_as_the_uid_the_status_says(
     wharf_operator: Operator, real_node: RealNode, real_ns: str, images: dict[str, str], image: str
 ) -> None:
     op = wharf_operator
-    op.apply(app_body("who", real_ns, images[image]))
+    op.apply(app_resource("who", real_ns, images[image]))
     app = wait_ready(op, "who", real_ns, real_node)
     assert app["status"]["runAsUser"] == DEFAULT_UID
     (pod,) = app_pods(op.cluster, real_ns, "who")
@@ -214,7 +206,7 @@ def test_port_80_is_served_by_a_non_root_uid(
     wharf_operator: Operator, real_node: RealNode, real_ns: str, images: dict[str, str]
 ) -> None:
     op = wharf_operator
-    op.apply(app_body("low", real_ns, images["web-port-80"]))
+    op.apply(app_resource("low", real_ns, images["web-port-80"]))
     app = wait_ready(op, "low", real_ns, real_node)
     assert (app["status"]["port"], app["status"]["runAsUser"]) == (80, 1001)
     (pod,) = app_pods(op.cluster, real_ns, "low")
@@ -230,7 +222,7 @@ def test_root_filesystem_is_not_writable_and_the_binding_emptydir_works_within_i
 ) -> None:
     op = wharf_operator
     op.cluster.kubectl("create", "secret", "generic", "db", "-n", real_ns, "--from-literal=password=pw")
-    op.apply(app_body("disk", real_ns, images["web"], services=["db"]))
+    op.apply(app_resource("disk", real_ns, images["web"], services=["db"]))
     wait_ready(op, "disk", real_ns, real_node)
     (pod,) = app_pods(op.cluster, real_ns, "disk")
     name = pod["metadata"]["name"]
@@ -257,7 +249,7 @@ def test_vcap_and_cf_instance_variables_and_binding_files_inside_the_container(
     # a binding name starting with `-` and holding a space: a directory of that name, as written
     services = ["mydb", {"name": "cache", "binding_name": "-my cache"}]
     manifest = {"env": {"GREETING": "hello $USER"}, "services": services, "routes": [{"route": "env.example.com"}]}
-    op.apply(app_body("env", real_ns, images["web"], **manifest))
+    op.apply(app_resource("env", real_ns, images["web"], **manifest))
     wait_ready(op, "env", real_ns, real_node)
     (pod,) = app_pods(op.cluster, real_ns, "env")
     name = pod["metadata"]["name"]
@@ -307,13 +299,13 @@ def test_health_checks_pass_for_healthy_apps(
     op = wharf_operator
     slow = 'sleep 6; exec httpd -f -p "$PORT" -h /www'  # listens after 6 s: within a 30 s allowance
     cases = {
-        "port": app_body("hc-port", real_ns, images["web"], **{"health-check-type": "port"}),
-        "http": app_body(
+        "port": app_resource("hc-port", real_ns, images["web"], **{"health-check-type": "port"}),
+        "http": app_resource(
             "hc-http", real_ns, images["web"],
             **{"health-check-type": "http", "health-check-http-endpoint": "/index.html"},
         ),
-        "process": app_body("hc-process", real_ns, images["shell"], **{"health-check-type": "process"}),
-        "slow": app_body("hc-slow", real_ns, images["web"], command=slow, timeout=30),
+        "process": app_resource("hc-process", real_ns, images["shell"], **{"health-check-type": "process"}),
+        "slow": app_resource("hc-slow", real_ns, images["web"], command=slow, timeout=30),
     }  # fmt: skip
     for body in cases.values():
         op.apply(body)
@@ -346,7 +338,7 @@ def test_a_broken_app_is_restarted_after_its_start_up_allowance(
     manifest: dict[str, Any],
 ) -> None:
     op = wharf_operator
-    op.apply(app_body("broken", real_ns, images["web"], **manifest))
+    op.apply(app_resource("broken", real_ns, images["web"], **manifest))
     restarted = op.wait_for(
         f"a restart of the broken ({check}) app", lambda: restarts(op.cluster, real_ns, "broken") >= 1, timeout=60
     )
@@ -360,7 +352,7 @@ def test_rolling_restart_keeps_the_app_answering(
     wharf_operator: Operator, real_node: RealNode, real_ns: str, images: dict[str, str]
 ) -> None:
     op = wharf_operator
-    op.apply(app_body("roll", real_ns, images["web"], instances=2))
+    op.apply(app_resource("roll", real_ns, images["web"], instances=2))
     wait_ready(op, "roll", real_ns, real_node)
     url = service_url(op.cluster, real_ns, "roll")
     assert poll(answers(url), 20, 0.5)
@@ -384,7 +376,9 @@ def test_rolling_restart_keeps_the_app_answering(
     client = threading.Thread(target=hammer, daemon=True)
     client.start()
     try:
-        op.apply(app_body("roll", real_ns, images["web"], spec={"restartedAt": "2026-01-01T00:00:00Z"}, instances=2))
+        op.apply(
+            app_resource("roll", real_ns, images["web"], spec={"restartedAt": "2026-01-01T00:00:00Z"}, instances=2)
+        )
 
         def replaced() -> bool:
             now = {p["metadata"]["name"] for p in app_pods(op.cluster, real_ns, "roll", running=False)}
@@ -416,7 +410,7 @@ def test_private_tls_registry_images_are_pulled_with_the_apps_credentials_and_ru
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": real_ns}}
     op.cluster.kubectl("apply", "-f", "-", input=json.dumps({**secret, "data": {"password": password}}))
     auth = {"dockerUsername": registry.username, "dockerPasswordSecretRef": {"name": "creds", "key": "password"}}
-    op.apply(app_body("private", real_ns, f"{registry.host}/run/private:1", spec=auth))
+    op.apply(app_resource("private", real_ns, f"{registry.host}/run/private:1", spec=auth))
     wait_ready(op, "private", real_ns, real_node)
     (pod,) = app_pods(op.cluster, real_ns, "private")
     assert pod["spec"]["imagePullSecrets"], pod["spec"]  # containerd got the credentials from the kubelet
@@ -429,7 +423,7 @@ def _scale_and_expect_pull_failure(
 ) -> None:
     """The App resolved with no instance; the registry then stops serving it; a scale to one makes the real
     kubelet pull and fail, and the App says so within seconds."""
-    op.apply(app_body("pull", namespace, image, spec=spec, instances=1))
+    op.apply(app_resource("pull", namespace, image, spec=spec, instances=1))
     started = time.monotonic()
 
     def failing() -> dict[str, Any] | None:
@@ -456,7 +450,7 @@ def test_missing_manifest_is_the_kubelets_not_found(
     repo = f"pull/missing-{uuid.uuid4().hex[:6]}"
     digest = push_image(registry_plain, repo, "1", RUNNABLE_IMAGES["web"])
     image = f"{registry_plain.host}/{repo}:1"
-    op.apply(app_body("pull", real_ns, image, instances=0))
+    op.apply(app_resource("pull", real_ns, image, instances=0))
     wait_ready(op, "pull", real_ns, real_node)
     httpx.delete(f"{registry_plain.url}/v2/{repo}/manifests/{digest}").raise_for_status()
     _scale_and_expect_pull_failure(op, real_ns, image, "ImageNotFound", "not found")
@@ -474,7 +468,7 @@ def test_wrong_password_is_the_kubelets_unauthorized(
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": real_ns}}
         op.cluster.kubectl("apply", "-f", "-", input=json.dumps({**secret, "data": {"password": password}}))
         auth = {"dockerUsername": registry.username, "dockerPasswordSecretRef": {"name": "creds", "key": "password"}}
-        op.apply(app_body("pull", real_ns, image, spec=auth, instances=0))
+        op.apply(app_resource("pull", real_ns, image, spec=auth, instances=0))
         wait_ready(op, "pull", real_ns, real_node)
         registry.stop()
         registry.password = "another-Pa55word"  # the registry now refuses the App's (and the pull Secret's) password
@@ -488,7 +482,7 @@ def test_stopped_registry_is_the_kubelets_connection_refused(
     op = wharf_operator
     push_image(outage_registry, "pull/outage", "1", RUNNABLE_IMAGES["web"])
     image = f"{outage_registry.host}/pull/outage:1"
-    op.apply(app_body("pull", real_ns, image, instances=0))
+    op.apply(app_resource("pull", real_ns, image, instances=0))
     wait_ready(op, "pull", real_ns, real_node)
     outage_registry.stop()
     _scale_and_expect_pull_failure(op, real_ns, image, "RegistryUnavailable", "connection refused")

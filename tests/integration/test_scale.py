@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.apps import app_resource
 from harness.fixtures_cluster import Cluster
 from harness.fixtures_operator import SOLO_NAMESPACES, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
@@ -99,15 +100,7 @@ def test_200_apps_converge_with_no_error_in_the_log(scaled: Scaled, registry_pla
     try:
         push_image(registry_plain, "scale/single", "v1", STANDARD_IMAGES["single-port"])
         image = f"{registry_plain.host}/scale/single:v1"
-        apps = [
-            {
-                "apiVersion": "wharf.dev/v1alpha1",
-                "kind": "App",
-                "metadata": {"name": f"app-{i:03d}", "namespace": scaled.namespace},
-                "spec": {"dockerImage": image, "manifest": {"memory": "32M"}},
-            }
-            for i in range(APPS)
-        ]
+        apps = [app_resource(f"app-{i:03d}", scaled.namespace, image, memory="32M") for i in range(APPS)]
         # `create`: one POST per App (apply would GET each first); on a busy machine 200 take a while.
         listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": apps})
         scaled.cluster.kubectl("create", "-f", "-", input=listed, timeout=300)
