@@ -81,10 +81,11 @@ def _moved(text: str, ports: dict[int, int]) -> str:
 
 
 def container_process(
-    cluster: Cluster, pod: dict[str, Any], container_name: str
+    apiserver: str, pod: dict[str, Any], container_name: str
 ) -> tuple[list[str], dict[str, str], dict[int, int]]:
-    """The argv and environment the kubelet would start `container_name` of `pod` with, its ports moved to free
-    loopback ports (returned as container port -> new port)."""
+    """The argv and environment the kubelet would start `container_name` of `pod` with (`apiserver`: the URL the
+    in-cluster config is to reach), its ports moved to free loopback ports (returned as container port -> new
+    port)."""
     spec = next(c for c in pod["spec"]["containers"] if c["name"] == container_name)
     ports = {p["containerPort"]: free_port() for p in spec.get("ports", [])}
     argv = [_moved(a, ports) for a in [*spec.get("command", []), *spec.get("args", [])]]
@@ -98,7 +99,7 @@ def container_process(
         if field_path not in _FIELDS:
             raise AssertionError(f"env {entry['name']}: {entry.get('valueFrom')!r} is not one this harness resolves")
         env[entry["name"]] = str(pod["metadata"][_FIELDS[field_path]])
-    host, port = cluster.control_plane.server.split("://", 1)[1].rsplit(":", 1)
+    host, port = apiserver.split("://", 1)[1].rsplit(":", 1)
     env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"] = host, port
     return argv, env, ports
 
@@ -108,7 +109,7 @@ def run_pod_container(
 ) -> RunningPod:
     """Start `container_name` of `pod` from `bundle` (image_run.unpack of the pod's image), output in
     workdir/<pod>.log. The caller waits for it to be up (its ports are in the result)."""
-    argv, env, ports = container_process(cluster, pod, container_name)
+    argv, env, ports = container_process(cluster.control_plane.server, pod, container_name)
     name = pod["metadata"]["name"]
     token_dir = service_account_files(cluster, pod, workdir / f"{name}-serviceaccount")
     container = image_run.run(
