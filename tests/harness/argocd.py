@@ -55,6 +55,7 @@ from harness.gitops_trial import (
     apply_crds,
     build_operator_image,
     describe,
+    on_stage,
     run_trial,
     say,
 )
@@ -454,10 +455,11 @@ def trial(stage: Stage) -> None:
     stage.expect("the App to be deleted", lambda: stage.app() is None)
     stage.expect(f"{APP}-web to be garbage-collected", lambda: stage.get("deployment", f"{APP}-web") is None)
     say(f"step 7: with {FINALIZER}: the App was deleted and, through owner references, its Deployment")
+    say("every step held")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trial("try-argocd", __doc__, ".run-argocd", trial, argv)
+    return run_trial("try-argocd", __doc__, ".run-argocd", on_stage(trial), argv)
 
 
 if __name__ == "__main__":

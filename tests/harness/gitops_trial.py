@@ -6,7 +6,7 @@ kwok fake node, the pull agent), a real registry holding the image deploy/gitops
 repository and tag, the registry's host), and a Git server (`git http-backend` over HTTP) holding this checkout's
 `deploy/` folder with one change: the App's image points at that registry. The GitOps tool's processes are started
 with `Stage.spawn`; the wharf operator, as a process, with `Stage.start_operator`; everything is stopped on the
-way out. `run_trial` is the command line both trials have.
+way out. `run_trial` is the command line both trials have (`on_stage` runs a trial on that set-up).
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class TrialFailedError(AssertionError):
 
 def describe(condition: Mapping[str, Any]) -> str:
     return f"{condition.get('status')} {condition.get('reason')}: {condition.get('message')}"
+
+
+def set_image(repo: GitRepo, image: str) -> None:
+    """Point the App in `repo`'s work tree at `image` (not committed)."""
+    hello = repo.work / HELLO
+    text = hello.read_text()
+    line = next(x for x in text.splitlines() if x.strip().startswith("dockerImage:"))
+    hello.write_text(text.replace(line, f"  dockerImage: {image}"))
 
 
 def build_operator_image(registry: RegistryServer) -> str:
@@ -156,10 +164,7 @@ class Stage:
 
     def set_image(self, image: str) -> None:
         """Point the App in the work tree at `image` (not committed)."""
-        hello = self.repo.work / HELLO
-        text = hello.read_text()
-        line = next(x for x in text.splitlines() if x.strip().startswith("dockerImage:"))
-        hello.write_text(text.replace(line, f"  dockerImage: {image}"))
+        set_image(self.repo, image)
 
     def commit_image(self, image: str, message: str) -> str:
         """Commit and push the App with `image`; return the commit."""
@@ -211,10 +216,21 @@ def staged(workdir: Path) -> Iterator[Stage]:
         control_plane.stop()
 
 
+def on_stage(trial: Callable[[Stage], None]) -> Callable[[Path], None]:
+    """`trial` run on the set-up of `staged` in the work directory it is given."""
+
+    def run(workdir: Path) -> None:
+        with staged(workdir) as stage:
+            trial(stage)
+
+    return run
+
+
 def run_trial(
-    prog: str, doc: str | None, default_dir: str, trial: Callable[[Stage], None], argv: list[str] | None
+    prog: str, doc: str | None, default_dir: str, trial: Callable[[Path], None], argv: list[str] | None
 ) -> int:
-    """The trials' command line: `--dir` (default ROOT/default_dir, emptied first); exit 0 when every step held."""
+    """The trials' command line: `--dir` (default ROOT/default_dir, emptied first), then `trial(dir)`; exit status 0
+    when it returns, 1 (with the failure and where the logs are) when it raises TrialFailedError."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--dir", type=Path, default=ROOT / default_dir, help="work directory (logs, kubeconfig)")
     args = parser.parse_args(argv)
@@ -223,11 +239,9 @@ def run_trial(
     workdir.mkdir(parents=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        with staged(workdir) as stage:
-            trial(stage)
+        trial(workdir)
     except TrialFailedError as failure:
         say(f"FAILED: {failure}")
         say(f"logs under {workdir}")
         return 1
-    say("every step held")
     return 0

@@ -538,7 +538,8 @@ def test_a_new_app_is_in_progress_before_the_registry_answers(
     wharf_operator: Operator, registry_plain: RegistryServer, app_ns: str
 ) -> None:
     # S14, kstatus: an App with no status at all reads as Current, so Flux's `wait` and `kubectl wait` could pass before
-    # wharf looked at it. The first status written says InProgress (Reconciling, observedGeneration) at once.
+    # wharf looked at it. The CRD's default status says generation 0 observed from the start, and the first status
+    # wharf writes says InProgress (Reconciling, observedGeneration) at once.
     op = wharf_operator
     push_image(registry_plain, "status/first", "v1", STANDARD_IMAGES["single-port"])
     cp = op.cluster.control_plane
@@ -561,7 +562,13 @@ def test_a_new_app_is_in_progress_before_the_registry_answers(
         finally:
             watch.terminate()
         stream, _ = watch.communicate(timeout=10)
-    with_status = [o for o in _watched(stream) if (o.get("status") or {}).get("conditions")]
+    watched = _watched(stream)
+    # Before wharf writes anything, the CRD's default says no generation was observed: kstatus's InProgress, where
+    # an App with no status at all would be Current to it (Flux's health checks passed such an App at once).
+    created = watched[0]
+    assert created["status"] == {"observedGeneration": 0}, created
+    assert created["metadata"]["generation"] == 1
+    with_status = [o for o in watched if (o.get("status") or {}).get("conditions")]
     assert with_status, stream
     first = with_status[0]
     assert kstatus(first) == "InProgress"

@@ -172,6 +172,8 @@ def test_progressing_before_any_status() -> None:
     del obj["status"]
     assert health(obj)[0] == "Progressing"
     assert health(app(1, None))[0] == "Progressing"  # conditions list empty, nothing observed
+    obj["status"] = {"observedGeneration": 0}  # the CRD's default status, before wharf writes one
+    assert health(obj)[0] == "Progressing"
 
 
 def test_progressing_when_the_registry_is_unavailable() -> None:

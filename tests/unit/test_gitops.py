@@ -1,11 +1,11 @@
 """The GitOps install files (deploy/gitops/, shown in docs/gitops.md) hold together, tried with the real tools
 available offline: `kubectl kustomize` builds the Apps folder into Apps the operator accepts, and `helm template`
 renders the chart with exactly the values the Argo CD Application and the Flux HelmRelease pass (values.schema.json
-rejects a wrong key). Argo CD and Flux themselves are not run here: Flux's source-controller and
-kustomize-controller run the Flux files in scripts/try-flux.sh, Argo CD's repo-server and application-controller
-the Argo CD files in scripts/try-argocd.sh (by hand, not in the test command: building them takes many minutes).
-Their health checks are tested: tests/unit/test_argocd_health.py runs the Lua script on lua5.4 and on Argo CD's
-gopher-lua, and the Flux Kustomization's health check names the Apps the folder holds.
+rejects a wrong key). Argo CD and Flux themselves are not run here: Flux's source-, kustomize- and helm-controller
+run the Flux files in scripts/try-flux.sh, Argo CD's repo-server and application-controller the Argo CD files in
+scripts/try-argocd.sh (by hand, not in the test command: building them takes many minutes). Their health checks are
+tested: tests/unit/test_argocd_health.py runs the Lua script on lua5.4 and on Argo CD's gopher-lua, and the Flux
+Kustomization's health check names the Apps the folder holds.
 """
 
 from __future__ import annotations
@@ -97,6 +97,9 @@ def test_flux_helm_release_renders_and_upgrades_the_crds(tmp_path: Path) -> None
     assert chart["sourceRef"] == {"kind": "GitRepository", "name": source["metadata"]["name"]}
     assert (ROOT / chart["chart"]) == CHART
     assert release["spec"]["install"]["crds"] == release["spec"]["upgrade"]["crds"] == "CreateReplace"
+    # Not Revision: scripts/try-flux.sh saw it upgrade the release, and so restart the operator, at each commit to the
+    # Apps in the same repository.
+    assert chart["reconcileStrategy"] == "ChartVersion"
     rendered = helm_template(
         release["spec"]["values"], release["spec"]["releaseName"], release["spec"]["targetNamespace"], tmp_path
     )

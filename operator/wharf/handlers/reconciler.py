@@ -218,9 +218,9 @@ class Reconciler:
     async def _steps(self, body: dict[str, Any], run: Run) -> None:
         run.app = _parse(body)
         reference = _reference(run.app)
-        if run.previous.observed_generation is None:
-            # A new App: say "in progress" before the registry round trip. With no status at all, kstatus (Flux's
-            # `wait`, kubectl wait) would count the App as current before wharf has looked at it.
+        if not run.previous.observed_generation:
+            # A new App (no status, or the CRD's default "generation 0 observed"): say "in progress" before the
+            # registry round trip, with the conditions that say why.
             run.previous = await self._report(run, None)
         credentials, password, problem = await self._credentials(run.app, reference)
         run.resolution = await self._resolve(run.app, reference, run.previous, credentials, problem)
