@@ -11,7 +11,8 @@ Application's status so kubectl can read it). No argocd-server: it serves the UI
 it would create is applied here. The config is an install's (the module's manifests/base/config) with the App
 health check added to argocd-cm as docs/gitops.md says, taken from the doc's snippet. The operator image is built by
 scripts/build-image.sh and pushed to the registry, so the chart's Deployment has an image its (kwok, fake) node can
-pull; the Apps are reconciled by the wharf operator run as a process, as in the Flux trial (a kwok pod runs nothing).
+pull; the Apps are reconciled by the wharf operator run as a process (harness.fixtures_operator; a kwok pod runs
+nothing, and unlike the Flux trial this one does not run the pod's container from the image).
 
 Steps, each outcome printed:
 1. the Apps Application applied first, before the App CRD exists (SkipDryRunOnMissingResource);

@@ -62,28 +62,25 @@ from typing import Any
 import yaml
 
 from harness import image_run
-from harness.certs import CA
-from harness.controlplane import ControlPlane, Proc, terminate_groups
-from harness.fixtures_cluster import Cluster, locate_binaries, locate_built
+from harness.controlplane import Proc, terminate_groups
+from harness.fixtures_cluster import Cluster, locate_built
 from harness.fixtures_operator import ROOT, Operator
-from harness.git_server import GitRepo, GitServer
+from harness.git_server import GitRepo
 from harness.gitops_trial import (
-    IMAGE,
     NAMESPACE,
     VERSION,
+    Stage,
     TrialFailedError,
     build_operator_image,
     describe,
+    on_stage,
     run_trial,
     say,
     set_image,
 )
-from harness.images import STANDARD_IMAGES, push_image
 from harness.pod_run import RunningPod, run_pod_container
 from harness.polling import poll
 from harness.ports import free_port
-from harness.pull_agent import PullAgent
-from harness.registry import RegistryServer
 
 FLUX_DIR = ROOT / "deploy" / "gitops" / "flux"
 APPS_DIR = ROOT / "deploy" / "gitops" / "apps"
@@ -383,27 +380,13 @@ def workload(operator: Operator) -> tuple[str, str, int, list[str]]:
     return app["metadata"]["uid"], deployment["metadata"]["uid"], deployment["metadata"]["generation"], running
 
 
-def trial(workdir: Path) -> None:
-    bin_dir = locate_binaries()
+def trial(stage: Stage) -> None:
     flux_bin = locate_built(BUILD_FLUX, "FLUX_BIN_DIR")  # scripts/build-flux.sh
-    say(f"binaries: {bin_dir}; Flux: {flux_bin}")
-    control_plane = ControlPlane(workdir / "cluster", bin_dir)
-    ca = CA(workdir / "ca")
-    registry = RegistryServer("plain", ca=ca, workdir=workdir / "registry")
-    git_server = GitServer(workdir / "git")
-    agent: PullAgent | None = None
+    say(f"Flux: {flux_bin}")
+    workdir, cluster, registry, repo, image = stage.workdir, stage.cluster, stage.registry, stage.repo, stage.image
     running: RunningPod | None = None
     flux: Flux | None = None
     try:
-        control_plane.start()
-        agent = PullAgent(control_plane.kubeconfig).start()
-        cluster = Cluster(control_plane, agent)
-        registry.start()
-        cluster.trust_registry(registry)  # the operator pod's image and the App's come from there
-        repository, tag = IMAGE.split("/", 1)[1].rsplit(":", 1)
-        digest = push_image(registry, repository, tag, STANDARD_IMAGES["single-port"])
-        image = f"{registry.host}/{repository}:{tag}"
-        say(f"registry {registry.host} holds {image} ({digest})")
         operator_digest = build_operator_image(registry)
         operator_repository = f"{registry.host}/wharf"
         say(f"scripts/build-image.sh pushed the operator image {operator_repository}:{VERSION}@{operator_digest}")
@@ -412,12 +395,6 @@ def trial(workdir: Path) -> None:
         bundle = image_run.unpack(
             f"docker://{operator_repository}@{operator_digest}", workdir / "operator-image", tls_verify=False
         )
-
-        repo = GitRepo(git_server, "wharf", workdir / "checkout")
-        repo.copy_in(ROOT / "deploy", "deploy")
-        set_image(repo, image)
-        first = repo.commit("deploy/ of this checkout; the App's image from the local registry")
-        say(f"git: {repo.url} branch main at {first}")
 
         flux = start_flux(cluster, flux_bin, workdir / "flux")
         say("source-controller, kustomize-controller and helm-controller run")
@@ -613,7 +590,7 @@ def trial(workdir: Path) -> None:
         )
 
         # Step 5: a commit naming an image that does not exist.
-        broken = f"{registry.host}/{repository}:does-not-exist"
+        broken = stage.broken_image
         failed = commit_image(repo, flux, operator, broken, "hello: an image tag that does not exist", ok=False)
         conditions = app_conditions(operator)
         say(f"step 5: App Ready: {describe(conditions['Ready'])}")
@@ -739,11 +716,6 @@ def trial(workdir: Path) -> None:
             flux.stop()
         if running is not None:
             running.stop()
-        if agent is not None:
-            agent.stop()
-        git_server.close()
-        registry.close()
-        control_plane.stop()
 
 
 def replaced_pod(
@@ -872,7 +844,7 @@ def upgrade_by_values(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trial("try-flux", __doc__, ".run-flux", trial, argv)
+    return run_trial("try-flux", __doc__, ".run-flux", on_stage(trial), argv)
 
 
 if __name__ == "__main__":
