@@ -41,6 +41,11 @@ done
 
 cache=${WHARF_CACHE:-$HOME/.cache/wharf}
 log() { echo "build-image: $*" >&2; }
+# One build at a time per cache: a second one (another checkout, a trial next to the tests) waits, then finds the
+# base and the image it would have made already there, instead of both renaming the same .tmp into place.
+mkdir -p "$cache"
+exec 9>"$cache/build-image.lock"
+flock 9
 
 # -- 1. the base ---------------------------------------------------------------------------------------------
 SUITE=bookworm

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from harness.registry import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "app.yaml"
+BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"  # the operator image, built without a Docker engine
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]  # the image's tag
 # S18: the chart's admission policy, installed with the CRD wherever the harness runs wharf (tests, run-local).
 ADMISSION_POLICY = ROOT / "deploy" / "helm" / "wharf" / "admission" / "app-secret-access.yaml"
 # Namespaces the session operator leaves alone (a kopf negated glob), so a test may run a second operator with

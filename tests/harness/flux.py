@@ -68,6 +68,7 @@ from harness.fixtures_cluster import Cluster, locate_built
 from harness.fixtures_operator import ROOT, Operator
 from harness.git_server import GitRepo
 from harness.gitops_trial import (
+    APP_RESOURCE,
     NAMESPACE,
     VERSION,
     Stage,
@@ -90,7 +91,6 @@ BUILD_FLUX = ROOT / "scripts" / "build-flux.sh"
 CHART_VALUES = ROOT / "deploy" / "helm" / "wharf" / "values.yaml"
 CHART_YAML = ROOT / "deploy" / "helm" / "wharf" / "Chart.yaml"
 FLUX_NS = "flux-system"
-CRD = "apps.wharf.dev"
 
 
 @dataclass
@@ -426,8 +426,8 @@ def trial(stage: Stage) -> None:
 
         # Step 2: the Kustomization applied before the App CRD exists (as when the HelmRelease has not installed the
         # chart yet) fails its dry run. Nothing in this trial applies the CRD but the HelmRelease.
-        if cluster.kubectl("get", "crd", CRD, check=False).returncode == 0:
-            raise TrialFailedError(f"crd/{CRD} exists before the HelmRelease installed the chart")
+        if cluster.kubectl("get", "crd", APP_RESOURCE, check=False).returncode == 0:
+            raise TrialFailedError(f"crd/{APP_RESOURCE} exists before the HelmRelease installed the chart")
         cluster.kubectl("apply", "-f", str(FLUX_DIR / "apps.yaml"))
         no_crd = expect(
             "the Kustomization to fail without the App CRD",
@@ -483,14 +483,14 @@ def trial(stage: Stage) -> None:
             f"step 3: release history: revision {first_revision['version']} {first_revision['status']}, chart "
             f"{first_revision['chartName']}@{first_revision['chartVersion']}"
         )
-        crd_object = json.loads(cluster.kubectl("get", "crd", CRD, "-o", "json").stdout)
+        crd_object = json.loads(cluster.kubectl("get", "crd", APP_RESOURCE, "-o", "json").stdout)
         chart_crd = yaml.safe_load((ROOT / "deploy" / "helm" / "wharf" / "crds" / "app.yaml").read_text())
         served = [v["name"] for v in crd_object["spec"]["versions"]]
         if served != [v["name"] for v in chart_crd["spec"]["versions"]]:
-            raise TrialFailedError(f"crd/{CRD} serves {served}, the chart's crds/app.yaml something else")
+            raise TrialFailedError(f"crd/{APP_RESOURCE} serves {served}, the chart's crds/app.yaml something else")
         say(
-            f"step 3: crd/{CRD} (none before) created {crd_object['metadata']['creationTimestamp']} from the chart's "
-            f"crds/ (versions {served}; labels {crd_object['metadata'].get('labels', {})})"
+            f"step 3: crd/{APP_RESOURCE} (none before) created {crd_object['metadata']['creationTimestamp']} from the "
+            f"chart's crds/ (versions {served}; labels {crd_object['metadata'].get('labels', {})})"
         )
         deployment = expect(
             "the operator Deployment to be Available",
@@ -646,10 +646,12 @@ def trial(stage: Stage) -> None:
             if cluster.kubectl("get", kind, name, "-n", release.namespace, check=False).returncode != 0
         ]
         say(f"step 8: the operator Deployment is gone, and with it {', '.join(gone)}; its container stopped")
-        crd_left = cluster.kubectl("get", "crd", CRD, "-o", "jsonpath={.metadata.creationTimestamp}", check=False)
+        crd_left = cluster.kubectl(
+            "get", "crd", APP_RESOURCE, "-o", "jsonpath={.metadata.creationTimestamp}", check=False
+        )
         if crd_left.returncode != 0:
-            raise TrialFailedError(f"the uninstall deleted crd/{CRD}: {crd_left.stderr}")
-        say(f"step 8: crd/{CRD} stays (created {crd_left.stdout})")
+            raise TrialFailedError(f"the uninstall deleted crd/{APP_RESOURCE}: {crd_left.stderr}")
+        say(f"step 8: crd/{APP_RESOURCE} stays (created {crd_left.stdout})")
         leftovers = {
             f"namespace/{release.namespace}": cluster.kubectl("get", "namespace", release.namespace, check=False),
             "the HelmChart": cluster.kubectl("get", "helmcharts", "-n", FLUX_NS, "-o", "name", check=False),

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 from harness.certs import CA
 from harness.controlplane import ControlPlane, Proc, terminate_groups
 from harness.fixtures_cluster import Cluster, locate_binaries
-from harness.fixtures_operator import ROOT, Operator, _start, _stop
+from harness.fixtures_operator import BUILD_IMAGE, ROOT, VERSION, Operator, _start, _stop
 from harness.git_server import GitRepo, GitServer
 from harness.images import STANDARD_IMAGES, push_image
 from harness.polling import poll
@@ -41,8 +40,6 @@ APP = "hello"  # the App deploy/gitops/apps holds
 NAMESPACE = "default"  # where both tools put it (Kustomization targetNamespace, Application destination)
 APP_RESOURCE = "apps.wharf.dev"  # not `app`: Argo CD's Application CRD takes the short names app and apps
 HELLO = Path("deploy") / "gitops" / "apps" / "hello.yaml"
-BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def say(message: str) -> None:

@@ -26,7 +26,6 @@ import os
 import re
 import subprocess
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness import image_run
 from harness.apps import app_resource
 from harness.fixtures_cluster import Cluster
-from harness.fixtures_operator import ADMISSION_POLICY, Operator, _stop, launch
+from harness.fixtures_operator import ADMISSION_POLICY, BUILD_IMAGE, VERSION, Operator, _stop, launch
 from harness.images import STANDARD_IMAGES, push_image
 from harness.polling import poll
 from harness.ports import free_port
@@ -51,8 +50,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "wharf"
-BUILD_IMAGE = ROOT / "scripts" / "build-image.sh"
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 RELEASE = "wharf"  # contains the chart name: every object is named "wharf" (+ "-cluster", "-metrics")
 CLUSTER_ROLE = RELEASE  # the namespaced rules, bound cluster-wide (watchNamespaces unset)
 
