@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -454,7 +455,12 @@ class ControlPlane:
         timeout: float = 60,
         kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """kubectl as the admin, or as the user of `kubeconfig` (client_kubeconfig, token_kubeconfig)."""
+        """kubectl as the admin, or as the user of `kubeconfig` (client_kubeconfig, token_kubeconfig). A
+        `--timeout=` given to kubectl (delete, wait) gets 30 s more here, so kubectl reports its own timeout (a
+        non-zero exit, for `check`) instead of being killed at the same moment."""
+        for arg in args:
+            if (own := re.fullmatch(r"--timeout=(\d+)(s|m)", arg)) is not None:
+                timeout = max(timeout, int(own[1]) * (60 if own[2] == "m" else 1) + 30)
         result = subprocess.run(
             [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,

@@ -165,4 +165,6 @@ def gateway_api(cluster: Cluster) -> Iterator[None]:
     try:
         yield
     finally:
-        cluster.kubectl("delete", *names, "--wait=true", "--timeout=60s", check=False)
+        # A CRD deleted moments after it was made can take a minute to go: the apiserver's CRD finalizer fails
+        # while the kind's storage is still initializing and retries with back-off (seen in CI: 56 s).
+        cluster.kubectl("delete", *names, "--wait=true", "--timeout=180s", check=False)
