@@ -43,14 +43,13 @@ from typing import Any
 
 import yaml
 
-from harness.fixtures_cluster import locate_binaries, locate_built
-from harness.fixtures_operator import ROOT
+from harness.fixtures_cluster import Cluster, locate_binaries, locate_built
+from harness.fixtures_operator import ROOT, VERSION
 from harness.gitops_trial import (
     APP,
     APP_RESOURCE,
     HELLO,
     NAMESPACE,
-    VERSION,
     Stage,
     TrialFailedError,
     apply_crds,
@@ -278,6 +277,15 @@ def instances(stage: Stage) -> Any:
     return ((stage.app() or {}).get("spec") or {}).get("manifest", {}).get("instances")
 
 
+def delete_application(cluster: Cluster, name: str, cascade: bool) -> None:
+    """`kubectl delete` the Application `name`; with `cascade`, first add Argo CD's resources finalizer (what
+    `argocd app delete` does), so that Argo CD deletes what the Application deployed."""
+    if cascade:
+        finalizers = [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]
+        cluster.kubectl("patch", "application", name, "-n", ARGOCD_NS, "--type=json", "-p", json.dumps(finalizers))
+    cluster.kubectl("delete", "application", name, "-n", ARGOCD_NS, "--wait=true", timeout=180)
+
+
 def trial(stage: Stage) -> None:
     argocd_bin = locate_built(BUILD_ARGOCD, "ARGOCD_BIN_DIR")
     say(f"Argo CD: {argocd_bin}")
@@ -410,17 +418,7 @@ def trial(stage: Stage) -> None:
 
     running = stage.available_instances()
     # Step 6: uninstall the operator through Argo CD.
-    cluster.kubectl(
-        "patch",
-        "application",
-        "wharf",
-        "-n",
-        ARGOCD_NS,
-        "--type=json",
-        "-p",
-        json.dumps([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
-    )
-    cluster.kubectl("delete", "application", "wharf", "-n", ARGOCD_NS, "--wait=true", timeout=180)
+    delete_application(cluster, "wharf", cascade=True)
     stage.expect(
         "the operator Deployment to be deleted", lambda: stage.get("deployment", "wharf", "wharf-system") is None
     )
@@ -434,7 +432,7 @@ def trial(stage: Stage) -> None:
         raise TrialFailedError("uninstalling the operator took the CRD, the App or its instances with it")
 
     # Step 7: deleting the Apps Application, without and with the finalizer.
-    cluster.kubectl("delete", "application", "wharf-apps", "-n", ARGOCD_NS, "--wait=true", timeout=180)
+    delete_application(cluster, "wharf-apps", cascade=False)
     time.sleep(10)
     say(f"step 7: Apps Application deleted without {FINALIZER}: App {'kept' if stage.app() else 'DELETED'}")
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(application("apps", stage)))
@@ -442,17 +440,7 @@ def trial(stage: Stage) -> None:
         "the Apps Application to be Healthy again",
         lambda: argo.health("wharf-apps") == "Healthy" and argo.summary("wharf-apps"),
     )
-    cluster.kubectl(
-        "patch",
-        "application",
-        "wharf-apps",
-        "-n",
-        ARGOCD_NS,
-        "--type=json",
-        "-p",
-        json.dumps([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
-    )
-    cluster.kubectl("delete", "application", "wharf-apps", "-n", ARGOCD_NS, "--wait=true", timeout=180)
+    delete_application(cluster, "wharf-apps", cascade=True)
     stage.expect("the App to be deleted", lambda: stage.app() is None)
     stage.expect(f"{APP}-web to be garbage-collected", lambda: stage.get("deployment", f"{APP}-web") is None)
     say(f"step 7: with {FINALIZER}: the App was deleted and, through owner references, its Deployment")

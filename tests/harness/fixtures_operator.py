@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -98,6 +99,22 @@ class Operator:
     def condition(self, name: str, namespace: str, type_: str = "Ready") -> dict[str, Any]:
         app = self.get("app", name, namespace) or {}
         return next((c for c in (app.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def push_operator_image(registry: RegistryServer) -> str:
+    """operator/Dockerfile built by scripts/build-image.sh (cached by its inputs under ~/.cache/wharf: a cold build
+    takes minutes, an unchanged tree only the push) and pushed to `registry` as wharf:VERSION; returns its digest."""
+    built = subprocess.run(
+        ["bash", str(BUILD_IMAGE), "--push", f"docker://{registry.host}/wharf:{VERSION}", "--dest-tls-verify=false"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert built.returncode == 0, f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-6000:]}"
+    digest = (built.stdout.strip().splitlines() or [""])[-1]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"scripts/build-image.sh printed no digest:\n{built.stdout}"
+    return digest
 
 
 def _start(

@@ -65,16 +65,17 @@ import yaml
 from harness import image_run
 from harness.controlplane import Proc, terminate_groups
 from harness.fixtures_cluster import Cluster, locate_built
-from harness.fixtures_operator import ROOT, Operator
+from harness.fixtures_operator import ROOT, VERSION, Operator
 from harness.git_server import GitRepo
 from harness.gitops_trial import (
     APP_RESOURCE,
     NAMESPACE,
-    VERSION,
     Stage,
     TrialFailedError,
     build_operator_image,
+    check_alive,
     describe,
+    expect_alive,
     on_stage,
     run_trial,
     say,
@@ -121,9 +122,7 @@ class Flux:
         )
 
     def check_alive(self) -> None:
-        for proc in self.procs:
-            if not proc.alive():
-                raise TrialFailedError(f"{proc.name} exited:\n{proc.tail()}")
+        check_alive(self.procs)
 
     def stop(self) -> None:
         terminate_groups([p.popen.pid for p in self.procs])
@@ -176,18 +175,7 @@ def start_flux(cluster: Cluster, flux_bin: Path, workdir: Path) -> Flux:
 
 
 def expect(what: str, predicate: Callable[[], Any], flux: Flux, operator: Operator | None, timeout: float = 180) -> Any:
-    def check() -> Any:
-        flux.check_alive()
-        return predicate()
-
-    last = poll(check, timeout, 1.0)
-    if not last:
-        raise TrialFailedError(
-            f"timed out after {timeout}s waiting for {what}\n"
-            + "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in flux.procs)
-            + (f"\n--- operator ---\n{operator.log_tail(30)}" if operator else "")
-        )
-    return last
+    return expect_alive(what, predicate, flux.procs, operator, timeout)
 
 
 def app_object(cluster: Cluster) -> dict[str, Any] | None:
@@ -303,6 +291,21 @@ class Release:
         """The release's newest Helm revision (0 before the install)."""
         history = self.history()
         return int(history[0]["version"]) if history else 0
+
+    def upgraded(self, what: str, after: int, operator: Operator) -> list[dict[str, Any]]:
+        """Wait until the release is past revision `after` and the HelmRelease Ready again; its history then."""
+        history: list[dict[str, Any]] = expect(
+            what,
+            lambda: (
+                self.revision() > after
+                and self.flux.ready("helmrelease", self.name).get("status") == "True"
+                and self.history()
+            ),
+            self.flux,
+            operator,
+            timeout=300,
+        )
+        return history
 
     def chart(self) -> dict[str, Any]:
         """The HelmChart helm-controller made for the release (status.helmChart: NAMESPACE/NAME)."""
@@ -783,17 +786,7 @@ def upgrade_by_commit(
     major, minor, patch = version.split(".")
     bumped = f"{major}.{minor}.{int(patch) + 1}"
     sha = commit(CHART_YAML, f"version: {version}\n", f"version: {bumped}\n", f"chart: version {bumped}")
-    upgraded = expect(
-        "the release to be upgraded from the commit",
-        lambda: (
-            release.revision() > revisions
-            and flux.ready("helmrelease", release.name).get("status") == "True"
-            and release.history()
-        ),
-        flux,
-        operator,
-        timeout=300,
-    )
+    upgraded = release.upgraded("the release to be upgraded from the commit", revisions, operator)
     chart = release.chart()
     say(
         f"step 7: commit {sha[:12]} bumps Chart.yaml's version to {bumped}: HelmChart artifact revision "
@@ -818,17 +811,7 @@ def upgrade_by_values(
     release.cluster.kubectl(
         "patch", "helmrelease", release.name, "-n", FLUX_NS, "--type=merge", "-p", json.dumps(patch)
     )
-    upgraded = expect(
-        "the release to be upgraded with the new values",
-        lambda: (
-            release.revision() > revisions
-            and flux.ready("helmrelease", release.name).get("status") == "True"
-            and release.history()
-        ),
-        flux,
-        operator,
-        timeout=300,
-    )
+    upgraded = release.upgraded("the release to be upgraded with the new values", revisions, operator)
     say(
         f"step 7: HelmRelease values operator.imageAgeWarningDays: 365: release revision {upgraded[0]['version']} "
         f"{upgraded[0]['status']}; HelmRelease Ready: {describe(flux.ready('helmrelease', release.name))}"

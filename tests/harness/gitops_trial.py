@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any
 from harness.certs import CA
 from harness.controlplane import ControlPlane, Proc, terminate_groups
 from harness.fixtures_cluster import Cluster, locate_binaries
-from harness.fixtures_operator import BUILD_IMAGE, ROOT, VERSION, Operator, _start, _stop
+from harness.fixtures_operator import ROOT, Operator, _start, _stop, push_operator_image
 from harness.git_server import GitRepo, GitServer
 from harness.images import STANDARD_IMAGES, push_image
 from harness.polling import poll
@@ -63,21 +62,11 @@ def set_image(repo: GitRepo, image: str) -> None:
 
 
 def build_operator_image(registry: RegistryServer) -> str:
-    """operator/Dockerfile built by scripts/build-image.sh (cached) and pushed to `registry` as wharf:VERSION;
-    returns its digest."""
-    built = subprocess.run(
-        ["bash", str(BUILD_IMAGE), "--push", f"docker://{registry.host}/wharf:{VERSION}", "--dest-tls-verify=false"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if built.returncode != 0:
-        raise TrialFailedError(f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
-    digest = built.stdout.strip().splitlines()[-1]
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        raise TrialFailedError(f"scripts/build-image.sh printed no digest:\n{built.stdout[-2000:]}")
-    return digest
+    """harness.fixtures_operator.push_operator_image, its failure a failed step of the trial."""
+    try:
+        return push_operator_image(registry)
+    except AssertionError as error:
+        raise TrialFailedError(str(error)) from error
 
 
 def apply_crds(cluster: Cluster, folder: Path, *names: str) -> None:
@@ -92,6 +81,32 @@ def apply_crds(cluster: Cluster, folder: Path, *names: str) -> None:
 
         if not poll(established, 60, 0.5):
             raise TrialFailedError(f"CRD {name} not Established 60 s after it was applied")
+
+
+def check_alive(procs: list[Proc]) -> None:
+    """Fail the trial if one of the GitOps tool's processes has exited."""
+    for proc in procs:
+        if not proc.alive():
+            raise TrialFailedError(f"{proc.name} exited:\n{proc.tail()}")
+
+
+def expect_alive(
+    what: str, predicate: Callable[[], Any], procs: list[Proc], operator: Operator | None, timeout: float = 180
+) -> Any:
+    """Poll `predicate` until it is truthy, `procs` still alive; fail with their logs and the operator's."""
+
+    def check() -> Any:
+        check_alive(procs)
+        return predicate()
+
+    last = poll(check, timeout, 1.0)
+    if not last:
+        raise TrialFailedError(
+            f"timed out after {timeout}s waiting for {what}\n"
+            + "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in procs)
+            + (f"\n--- operator ---\n{operator.log_tail(30)}" if operator else "")
+        )
+    return last
 
 
 @dataclass
@@ -127,26 +142,9 @@ class Stage:
         self.operator = _start(self.cluster, [self.registry], self.ca.cert, self.workdir)
         return self.operator
 
-    def check_alive(self) -> None:
-        for proc in self.procs:
-            if not proc.alive():
-                raise TrialFailedError(f"{proc.name} exited:\n{proc.tail()}")
-
     def expect(self, what: str, predicate: Callable[[], Any], timeout: float = 180) -> Any:
         """Poll `predicate` until it is truthy (the tool's processes still alive); fail with their logs."""
-
-        def check() -> Any:
-            self.check_alive()
-            return predicate()
-
-        last = poll(check, timeout, 1.0)
-        if not last:
-            raise TrialFailedError(
-                f"timed out after {timeout}s waiting for {what}\n"
-                + "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in self.procs)
-                + (f"\n--- operator ---\n{self.operator.log_tail(30)}" if self.operator else "")
-            )
-        return last
+        return expect_alive(what, predicate, self.procs, self.operator, timeout)
 
     def get(self, kind: str, name: str, namespace: str | None = NAMESPACE) -> dict[str, Any] | None:
         where = ["-n", namespace] if namespace else []

@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness import image_run
 from harness.apps import app_resource
 from harness.fixtures_cluster import Cluster
-from harness.fixtures_operator import ADMISSION_POLICY, BUILD_IMAGE, VERSION, Operator, _stop, launch
+from harness.fixtures_operator import ADMISSION_POLICY, VERSION, Operator, _stop, launch, push_operator_image
 from harness.images import STANDARD_IMAGES, push_image
 from harness.polling import poll
 from harness.ports import free_port
@@ -126,18 +126,7 @@ def _helm_binary(cluster: Cluster) -> Path:
 def operator_image(registry_plain: RegistryServer) -> OperatorImage:
     """operator/Dockerfile built by scripts/build-image.sh and pushed to the plain test registry (cached by its
     inputs under ~/.cache/wharf: a cold build takes minutes, an unchanged tree only the push)."""
-    repository = f"{registry_plain.host}/wharf"
-    built = subprocess.run(
-        ["bash", str(BUILD_IMAGE), "--push", f"docker://{repository}:{VERSION}", "--dest-tls-verify=false"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert built.returncode == 0, f"scripts/build-image.sh failed ({built.returncode}):\n{built.stderr[-6000:]}"
-    digest = built.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), built.stdout
-    return OperatorImage(repository, digest)
+    return OperatorImage(f"{registry_plain.host}/wharf", push_operator_image(registry_plain))
 
 
 @pytest.fixture(scope="module")
